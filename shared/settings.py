@@ -1,0 +1,196 @@
+"""Job settings and presets: plain data shared by the CLI, the worker and the Blender panel.
+
+A job's settings are a preset plus overrides. Every field is validated here, so the worker can
+refuse bad settings with a clear message before any compute starts, and the Blender panel can
+show the same limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+NOISE_MODES = ("ddim_inversion", "random")
+STATIC_PRIORS = ("lora", "text")
+
+
+class SettingsError(ValueError):
+    """A setting is unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Everything that controls one animation job, except the splat, prompt and seed."""
+
+    preset: str = "standard"
+    # Output
+    frames: int = 16  # frames of the optimised clip (T)
+    resolution: int = 256  # square render size for the video prior
+    fps: int = 8
+    # Cameras: each MSD step renders all frames from `views_per_step` cameras drawn from a
+    # fixed front view and orbit views around the bounding box.
+    views_per_step: int = 1
+    orbit_views: int = 8
+    camera_elevation_deg: float = 10.0
+    # Stage 1: static prior (LoRA)
+    static_prior: str = "lora"  # "lora" or "text" (the paper's ablation: text-only static prompt)
+    lora_steps: int = 3000
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    lora_lr: float = 1e-4
+    # Stage 2: Motion Score Distillation
+    msd_steps: int = 5000
+    msd_lr: float = 1e-3
+    guidance_scale: float = 7.5  # classifier-free guidance on the dynamic (motion) prediction
+    noise_mode: str = "ddim_inversion"  # "ddim_inversion" or "random" (the paper's ablation)
+    inversion_steps: int = 10
+    t_min: float = 0.02
+    t_max: float = 0.98
+    t_anneal: bool = True  # lower t_max linearly to `t_anneal_to` over the run
+    t_anneal_to: float = 0.5
+    arap_weight: float = 8.0
+    arap_neighbours: int = 8
+    tv_weight: float = 1.0
+    field_resolution: int = 32  # coarsest spatial plane resolution of the HexPlane
+    field_levels: int = 2  # spatial multi-resolution levels (each doubles)
+    # Stage 3: refinement
+    refine_steps: int = 200  # 0 skips refinement
+    refine_frame_multiplier: int = 2  # temporal upsampling factor, 1..4
+    refine_strength: float = 0.4  # SDEdit noise level in (0, 1)
+    refine_lr: float = 5e-4
+    # Streaming
+    preview_every: int = 50  # send a PREVIEW every N MSD steps (0: never)
+    preview_max_gaussians: int = 200_000  # previews are subsampled above this
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, preset: str = "standard", **overrides: Any) -> "JobSettings":
+        if preset not in PRESETS:
+            raise SettingsError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        values = dict(PRESETS[preset])
+        values["preset"] = preset
+        unknown = sorted(set(overrides) - _FIELD_NAMES)
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "JobSettings":
+        """Build from a wire/JSON mapping: its 'preset' (default 'standard') plus overrides."""
+        if not isinstance(data, Mapping):
+            raise SettingsError("settings must be a mapping")
+        data = dict(data)
+        preset = data.pop("preset", "standard")
+        if not isinstance(preset, str):
+            raise SettingsError("setting 'preset' must be a string")
+        return cls.from_preset(preset, **data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "JobSettings":
+        unknown = sorted(set(changes) - _FIELD_NAMES)
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        settings = dataclasses.replace(self, **changes)
+        settings.validate()
+        return settings
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = _FIELD_TYPES[f.name]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                value = float(value)
+            if kind is bool:
+                ok = isinstance(value, bool)
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                raise SettingsError(
+                    f"setting {f.name!r} must be {kind.__name__}, got {type(value).__name__}"
+                )
+            if kind is float and value != value:  # NaN
+                raise SettingsError(f"setting {f.name!r} must be a finite number")
+            bounds = _RANGES.get(f.name)
+            if bounds is not None:
+                lo, hi = bounds
+                if not (lo <= value <= hi):
+                    raise SettingsError(f"setting {f.name!r} = {value} is outside [{lo}, {hi}]")
+        if self.preset not in PRESETS:
+            raise SettingsError(f"unknown preset {self.preset!r}")
+        if self.static_prior not in STATIC_PRIORS:
+            raise SettingsError(f"static_prior must be one of {STATIC_PRIORS}")
+        if self.noise_mode not in NOISE_MODES:
+            raise SettingsError(f"noise_mode must be one of {NOISE_MODES}")
+        if not self.t_min < self.t_max:
+            raise SettingsError("t_min must be below t_max")
+        if self.t_anneal and not self.t_min < self.t_anneal_to <= self.t_max:
+            raise SettingsError("t_anneal_to must lie in (t_min, t_max]")
+        if self.resolution % 8:
+            raise SettingsError("resolution must be a multiple of 8 (the VAE downsamples by 8)")
+
+
+_FIELD_NAMES = {f.name for f in fields(JobSettings)}
+_FIELD_TYPES = {f.name: {"int": int, "float": float, "bool": bool, "str": str}[f.type] for f in fields(JobSettings)}
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "frames": (2, 128),
+    "resolution": (16, 1024),
+    "fps": (1, 120),
+    "views_per_step": (1, 16),
+    "orbit_views": (0, 64),
+    "camera_elevation_deg": (-89.0, 89.0),
+    "lora_steps": (0, 100_000),
+    "lora_rank": (1, 256),
+    "lora_alpha": (1e-3, 1e4),
+    "lora_lr": (1e-7, 1.0),
+    "msd_steps": (0, 100_000),
+    "msd_lr": (1e-7, 1.0),
+    "guidance_scale": (0.0, 100.0),
+    "inversion_steps": (1, 200),
+    "t_min": (0.0, 1.0),
+    "t_max": (0.0, 1.0),
+    "t_anneal_to": (0.0, 1.0),
+    "arap_weight": (0.0, 1e6),
+    "arap_neighbours": (1, 64),
+    "tv_weight": (0.0, 1e6),
+    "field_resolution": (2, 512),
+    "field_levels": (1, 6),
+    "refine_steps": (0, 100_000),
+    "refine_frame_multiplier": (1, 4),
+    "refine_strength": (0.01, 0.99),
+    "refine_lr": (1e-7, 1.0),
+    "preview_every": (0, 100_000),
+    "preview_max_gaussians": (1, 10_000_000),
+}
+
+# Presets are overrides of the dataclass defaults (which are the paper's settings).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds on a CPU with the tiny prior: for tests and smoke runs through the real code path.
+    "test": dict(
+        frames=4, resolution=32, orbit_views=2, lora_steps=4, lora_rank=4, lora_alpha=4.0,
+        msd_steps=6, inversion_steps=2, field_resolution=8, field_levels=1,
+        arap_neighbours=4, refine_steps=2, refine_frame_multiplier=2, preview_every=2,
+    ),
+    # A quick look: minutes on a GPU.
+    "draft": dict(
+        frames=16, resolution=128, lora_steps=300, msd_steps=600, inversion_steps=4,
+        refine_steps=0, preview_every=25,
+    ),
+    # The paper's settings.
+    "standard": dict(),
+    # Longer optimisation, more frames after refinement.
+    "high": dict(
+        msd_steps=8000, refine_steps=400, refine_frame_multiplier=4, field_levels=3,
+        views_per_step=2,
+    ),
+}

@@ -1,0 +1,73 @@
+"""The `animus3d` console script: a thin dispatcher; each subcommand lives in its own module.
+
+A subcommand module ``animus3d_worker.commands.<name>`` defines ``add_arguments(parser)`` and
+``run(args) -> int``. Expected failures raise ``CommandError`` and become one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .commands import CommandError
+
+SUBCOMMANDS = {
+    "inspect": "Print a summary of a 3DGS PLY file",
+    "animate": "Animate a splat from a text prompt (locally or on a worker)",
+    "worker": "Run the ZeroMQ worker service",
+    "keygen": "Make CURVE key pairs for a worker and its clients",
+    "status": "Ask a worker for its version, device, models and queue",
+    "bench": "Benchmark the pipeline stages on this machine",
+    "train-prior": "Train the small embedded motion prior",
+    "evaluate": "Run the motion-quality evaluation suite",
+}
+
+
+def _module_for(name: str):
+    return importlib.import_module(f"animus3d_worker.commands.{name.replace('-', '_')}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="animus3d", description="Text-driven animation of 3D Gaussian splats.")
+    parser.add_argument("--version", action="version", version=f"animus3d {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or only == name:
+            try:
+                module = _module_for(name)
+            except ModuleNotFoundError as exc:
+                if not exc.name or not exc.name.startswith("animus3d_worker.commands"):
+                    raise
+                p.set_defaults(_missing=True)
+                continue
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=command if command in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", False):
+        print(f"animus3d: error: '{args.command}' is not available in this build", file=sys.stderr)
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except CommandError as exc:
+        print(f"animus3d {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"animus3d {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

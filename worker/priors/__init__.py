@@ -1,0 +1,1 @@
+"""Video diffusion priors: one small module per model family behind one interface."""

@@ -1,0 +1,1 @@
+"""The long-running ZeroMQ worker service: sockets, job queue, authentication."""
