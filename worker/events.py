@@ -62,3 +62,18 @@ class EtaClock:
             return None
         elapsed = time.monotonic() - self.start
         return max(0.0, elapsed * (1.0 - fraction_done) / fraction_done)
+
+
+@dataclass
+class JobResult:
+    """What one finished job produced: the animation plus what is needed to reproduce it."""
+
+    animation: Animation
+    settings: dict  # JobSettings.to_dict() as run
+    seed: int
+    prompt: str
+    static_prompt: str
+    device: str = "cpu"
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+    losses: dict[str, float] = field(default_factory=dict)  # final value of each loss term
+    loss_history: dict[str, list[float]] = field(default_factory=dict)  # per logged step
