@@ -1,0 +1,195 @@
+"""Stage 2: Motion Score Distillation.
+
+Each step renders the T frames of the deformed splat, encodes them to latents, finds the noise for
+a timestep t by DDIM inversion of those latents (or draws random noise: the paper's ablation), and
+pushes the latents along
+
+    grad = w(t) · (ε_dynamic − ε_static)
+
+where ε_dynamic is the base prior's prediction under the motion prompt with classifier-free
+guidance, and ε_static the LoRA prior's prediction under the static prompt (or the base prior's,
+for the text-only ablation). ARAP keeps neighbourhoods rigid; TV-3D keeps motion smooth in time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from animus3d_shared.settings import JobSettings
+
+from ..events import JobEvents, Progress
+from ..motion import MotionField, apply_motion, arap_loss, knn_graph, tv3d_loss
+from ..render import Cameras, render
+from ..splat_tensors import SplatTensors
+
+ARAP_SAMPLE = 4096  # anchor Gaussians per ARAP evaluation
+
+
+# ---- the MSD update itself (pure functions, unit-tested) -----------------------------------------
+def msd_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """w(t) = 1 − ᾱ_t, DreamFusion's weighting, shaped to broadcast over [B, C, F, h, w]."""
+    return (1.0 - alphas_cumprod[t]).reshape(-1, 1, 1, 1, 1)
+
+
+def msd_gradient(eps_dynamic: torch.Tensor, eps_static: torch.Tensor, alphas_cumprod: torch.Tensor,
+                 t: torch.Tensor) -> torch.Tensor:
+    """The MSD gradient on the latents: w(t)·(ε_dynamic − ε_static), NaNs zeroed."""
+    grad = msd_weight(alphas_cumprod, t).to(eps_dynamic.dtype) * (eps_dynamic - eps_static)
+    return torch.nan_to_num(grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def msd_loss(latents: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """A surrogate loss whose gradient w.r.t. ``latents`` is exactly ``grad``."""
+    target = (latents.float() - grad).detach()
+    return 0.5 * ((latents.float() - target) ** 2).sum()
+
+
+def timestep_bounds(step: int, total: int, settings: JobSettings) -> tuple[float, float]:
+    """The [lo, hi] range of normalised timesteps at ``step``; hi anneals down if enabled."""
+    hi = settings.t_max
+    if settings.t_anneal and total > 1:
+        hi = settings.t_max + (settings.t_anneal_to - settings.t_max) * step / (total - 1)
+    return settings.t_min, max(hi, settings.t_min + 1e-3)
+
+
+# ---- the stage ------------------------------------------------------------------------------
+@dataclass
+class Conditioning:
+    """Text embeddings used by MSD, computed once per job."""
+
+    motion: torch.Tensor  # [1, 77, D]
+    negative: torch.Tensor  # [1, 77, D] (empty prompt)
+    static: torch.Tensor  # [1, 77, D]
+
+
+@dataclass
+class MotionProblem:
+    """What the optimiser works on: the splat, its cameras and the motion field."""
+
+    splat: SplatTensors
+    cameras: Cameras
+    field: MotionField
+    graph: object  # knn graph of the rest positions
+    frames: int
+
+    @classmethod
+    def build(cls, splat: SplatTensors, cameras: Cameras, settings: JobSettings) -> "MotionProblem":
+        lo, hi = splat.bbox
+        motion_field = MotionField(lo, hi, resolution=settings.field_resolution, levels=settings.field_levels,
+                                   time_resolution=max(4, settings.frames)).to(splat.means.device)
+        graph = knn_graph(splat.means, k=min(settings.arap_neighbours, max(1, splat.count - 1)))
+        return cls(splat, cameras, motion_field, graph, settings.frames)
+
+    def deform(self, frames: int):
+        times = torch.linspace(0.0, 1.0, frames, device=self.splat.means.device)
+        dpos, dquat, dlogscale = self.field(self.splat.means, times)
+        means, quats, log_scales = apply_motion(self.splat.means, self.splat.quats, self.splat.log_scales,
+                                                dpos, dquat, dlogscale)
+        return (dpos, dquat, dlogscale), (means, quats, log_scales)
+
+    def render_clips(self, means, quats, log_scales, view_ids: torch.Tensor) -> torch.Tensor:
+        """Renders every frame from the chosen cameras → clips [V, T, 3, H, W]."""
+        images, _ = render(means, quats, torch.exp(log_scales), self.splat.opacities, self.splat.colors,
+                           self.cameras.select(view_ids))
+        return images.permute(1, 0, 4, 2, 3)  # [T, V, H, W, 3] -> [V, T, 3, H, W]
+
+    def regularisers(self, deltas, means, settings: JobSettings, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        dpos, dquat, dlogscale = deltas
+        terms: dict[str, torch.Tensor] = {}
+        if settings.arap_weight > 0:
+            terms["arap"] = arap_loss(self.splat.means, means, self.graph,
+                                      sample=ARAP_SAMPLE if self.splat.count > ARAP_SAMPLE else None)
+        if settings.tv_weight > 0:
+            terms["tv"] = tv3d_loss(dpos, dquat, dlogscale)
+        return terms
+
+
+@dataclass
+class MsdOutcome:
+    losses: dict[str, list[float]] = field(default_factory=dict)
+
+
+def choose_views(step: int, cameras: Cameras, settings: JobSettings, generator: torch.Generator) -> torch.Tensor:
+    """The front view every other step, random orbit views otherwise (or only the front view)."""
+    count = int(cameras.viewmats.shape[0])
+    k = min(settings.views_per_step, count)
+    if count == 1 or step % 2 == 0:
+        rest = torch.randperm(count - 1, generator=generator)[: k - 1] + 1 if k > 1 else torch.empty(0, dtype=torch.long)
+        return torch.cat([torch.zeros(1, dtype=torch.long), rest])
+    return torch.randperm(count - 1, generator=generator)[:k] + 1
+
+
+def estimate_noise(prior, latents: torch.Tensor, t: torch.Tensor, static_text: torch.Tensor, settings: JobSettings,
+                   use_lora: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_t, ε) for the rendered latents: DDIM inversion under the static prior, or random noise."""
+    with torch.no_grad():
+        if settings.noise_mode == "ddim_inversion":
+            return prior.ddim_invert(latents, static_text.expand(latents.shape[0], -1, -1), int(t[0]),
+                                     settings.inversion_steps, lora=use_lora)
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        return prior.add_noise(latents, noise, t), noise
+
+
+def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, settings: JobSettings,
+                   use_lora: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """ε_dynamic (with CFG) and ε_static, in as few batched forwards as the LoRA switch allows."""
+    b = x_t.shape[0]
+    motion = cond.motion.expand(b, -1, -1)
+    negative = cond.negative.expand(b, -1, -1)
+    static = cond.static.expand(b, -1, -1)
+    tt = t.expand(b)
+    with torch.no_grad():
+        if use_lora:
+            both = prior.predict_noise(torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([motion, negative]), lora=False)
+            eps_static = prior.predict_noise(x_t, tt, static, lora=True)
+        else:
+            three = prior.predict_noise(torch.cat([x_t, x_t, x_t]), torch.cat([tt, tt, tt]),
+                                        torch.cat([motion, negative, static]), lora=False)
+            both, eps_static = three[: 2 * b], three[2 * b :]
+        eps_cond, eps_uncond = both[:b], both[b:]
+        eps_dynamic = eps_uncond + settings.guidance_scale * (eps_cond - eps_uncond)
+    return eps_dynamic, eps_static
+
+
+def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
+                    generator: torch.Generator, on_step=None) -> MsdOutcome:
+    """Runs ``settings.msd_steps`` MSD steps on ``problem.field``."""
+    use_lora = settings.static_prior == "lora"
+    optimiser = torch.optim.Adam(problem.field.parameters(), lr=settings.msd_lr)
+    outcome = MsdOutcome()
+    total = settings.msd_steps
+    log_every = max(1, total // 200)
+    for step in range(total):
+        events.check_cancelled()
+        deltas, (means, quats, log_scales) = problem.deform(problem.frames)
+        views = choose_views(step, problem.cameras, settings, generator)
+        clips = problem.render_clips(means, quats, log_scales, views.to(means.device))
+        latents = prior.encode_frames(clips.to(prior.dtype))
+
+        lo, hi = timestep_bounds(step, total, settings)
+        u = lo + (hi - lo) * float(torch.rand((), generator=generator))
+        t = torch.tensor([int(round(u * (prior.num_train_timesteps - 1)))], device=latents.device, dtype=torch.long)
+        x_t, _ = estimate_noise(prior, latents.detach(), t, cond.static, settings, use_lora, generator)
+        eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora)
+        grad = msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)
+
+        terms = {"msd": msd_loss(latents, grad) / latents.shape[0]}
+        for name, value in problem.regularisers(deltas, means, settings, generator).items():
+            terms[name] = value
+        total_loss = terms["msd"] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
+        optimiser.zero_grad(set_to_none=True)
+        total_loss.backward()
+        optimiser.step()
+
+        if step % log_every == 0 or step == total - 1:
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            values["grad_norm"] = float(grad.norm())
+            for k, v in values.items():
+                outcome.losses.setdefault(k, []).append(v)
+            events.progress(Progress("msd", step + 1, total, losses=values))
+        if on_step is not None:
+            on_step(step + 1, total)
+    return outcome
