@@ -1,0 +1,87 @@
+"""The whole pipeline on the CPU with the tiny prior and the `test` preset (the real code path)."""
+
+import numpy as np
+import pytest
+
+from animus3d_shared.settings import JobSettings
+from animus3d_worker.events import JobCancelled, JobEvents
+from animus3d_worker.models import ModelConfig
+from animus3d_worker.pipeline import PriorCache, derive_static_prompt, run_job
+
+TINY = ModelConfig(motion_prior="tiny")
+
+
+@pytest.fixture(scope="module")
+def blob():
+    from animus3d_shared.samples import make_test_blob
+
+    return make_test_blob(seed=3, count=1500)
+
+
+@pytest.fixture(scope="module")
+def priors():
+    return PriorCache()
+
+
+def run(blob, priors, tmp_path, **overrides):
+    settings = JobSettings.from_preset("test", **overrides)
+    previews = []
+    progress = []
+    events = JobEvents(on_progress=progress.append, on_preview=lambda a, s: previews.append((a, s)))
+    result = run_job(blob, "the blob jumps", settings, seed=7, device="cpu", models=TINY, events=events,
+                     priors=priors, lora_cache_dir=tmp_path / "lora")
+    return result, previews, progress
+
+
+def test_first_frame_is_the_input_and_later_frames_move(blob, priors, tmp_path):
+    result, previews, progress = run(blob, priors, tmp_path, refine_steps=0, msd_lr=5e-2)
+    anim = result.animation
+    assert anim.num_gaussians == blob.count
+    assert anim.num_frames == 4
+    np.testing.assert_array_equal(anim.delta_position[0], 0.0)
+    np.testing.assert_array_equal(anim.delta_scale[0], 0.0)
+    np.testing.assert_array_equal(anim.delta_rotation[0], np.tile([1, 0, 0, 0], (blob.count, 1)).astype(np.float32))
+    assert np.abs(anim.delta_position[-1]).max() > 1e-6, "later frames should move"
+    stages = [p.stage for p in progress]
+    for stage in ("load", "static_prior", "msd", "export"):
+        assert stage in stages
+    assert previews and previews[-1][0].num_gaussians == blob.count
+
+
+def test_refinement_raises_the_frame_count(blob, priors, tmp_path):
+    result, _, _ = run(blob, priors, tmp_path, refine_steps=2, refine_frame_multiplier=3)
+    assert result.animation.num_frames == 12
+    np.testing.assert_array_equal(result.animation.delta_position[0], 0.0)
+    assert "refine" in result.timings
+
+
+def test_same_seed_same_result(blob, priors, tmp_path):
+    a, _, _ = run(blob, priors, tmp_path, refine_steps=0)
+    b, _, _ = run(blob, priors, tmp_path, refine_steps=0)
+    np.testing.assert_array_equal(a.animation.delta_position, b.animation.delta_position)
+    np.testing.assert_array_equal(a.animation.delta_rotation, b.animation.delta_rotation)
+
+
+def test_lora_cache_hit_skips_training(blob, priors, tmp_path):
+    first, _, _ = run(blob, priors, tmp_path, refine_steps=0, msd_steps=1, lora_steps=3)
+    assert first.timings["static_prior_cache_hit"] == 0.0 and len(first.loss_history["lora"]) == 3
+    second, _, _ = run(blob, priors, tmp_path, refine_steps=0, msd_steps=1, lora_steps=3)
+    assert second.timings["static_prior_cache_hit"] == 1.0 and "lora" not in second.loss_history
+
+
+def test_ablation_switches_run(blob, priors, tmp_path):
+    result, _, _ = run(blob, priors, tmp_path, refine_steps=0, noise_mode="random", static_prior="text")
+    assert result.animation.num_frames == 4
+
+
+def test_cancel_stops_the_job(blob, priors, tmp_path):
+    events = JobEvents()
+    events.cancel_event.set()
+    with pytest.raises(JobCancelled):
+        run_job(blob, "the blob jumps", JobSettings.from_preset("test"), device="cpu", models=TINY, events=events,
+                priors=priors, lora_cache_dir=tmp_path)
+
+
+def test_static_prompt_is_derived_from_the_motion_prompt():
+    assert derive_static_prompt("the robot waves its right arm") == "the robot, standing still, static"
+    assert "static" in derive_static_prompt("a dancing flame")
