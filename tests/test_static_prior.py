@@ -1,0 +1,62 @@
+"""Stage 1: the LoRA static prior learns the static renders and touches nothing else."""
+
+import torch
+
+from animus3d_shared.settings import JobSettings
+from animus3d_worker.events import JobEvents
+from animus3d_worker.priors import lora
+from animus3d_worker.render import make_cameras
+from animus3d_worker.splat_tensors import SplatTensors
+from animus3d_worker.stages.static_prior import fit_static_prior, render_static_clips
+
+
+def fixed_eval_loss(prior, latents, text, seed=0, draws=8):
+    g = torch.Generator().manual_seed(seed)
+    total = 0.0
+    with torch.no_grad():
+        for _ in range(draws):
+            noise = torch.randn(latents.shape, generator=g)
+            t = torch.randint(100, 900, (1,), generator=g)
+            eps = prior.predict_noise(prior.add_noise(latents, noise, t), t, text, lora=True)
+            total += float(torch.nn.functional.mse_loss(eps, noise))
+    return total / draws
+
+
+def test_lora_fit_lowers_the_loss_and_trains_only_lora(tiny_prior, tmp_path):
+    from animus3d_shared.samples import make_test_blob
+
+    prior = tiny_prior
+    splat = make_test_blob(seed=1, count=800)
+    tensors = SplatTensors.from_splat(splat, "cpu")
+    lo, hi = tensors.bbox
+    settings = JobSettings.from_preset("test", lora_steps=60, lora_lr=3e-3, orbit_views=0, resolution=32)
+    cams = make_cameras(lo, hi, resolution=32, orbit_views=0)
+    base_before = {n: p.detach().clone() for n, p in prior.unet.named_parameters()}
+
+    lora.remove_lora(prior.unet)
+    lora.inject_lora(prior.unet, rank=settings.lora_rank, alpha=settings.lora_alpha)
+    clips = render_static_clips(tensors, cams, settings.frames)
+    latents = prior.encode_frames(clips[:1]).detach()
+    text = prior.encode_text(["a blob, standing still, static"])
+    before = fixed_eval_loss(prior, latents, text)
+
+    outcome = fit_static_prior(prior, splat, tensors, cams, settings, "a blob, standing still, static", JobEvents(),
+                               cache_dir=tmp_path)
+    after = fixed_eval_loss(prior, latents, text)
+    assert not outcome.cache_hit and len(outcome.losses) == 60
+    assert after < before * 0.9, f"LoRA should fit the static renders: {before:.4f} -> {after:.4f}"
+
+    # Only LoRA parameters changed.
+    for name, p in prior.unet.named_parameters():
+        clean = name.replace(".base_layer", "")
+        if "lora_" in name:
+            continue
+        assert torch.equal(p, base_before.get(name, base_before.get(clean))), f"base weight changed: {name}"
+    trainable = [n for n, p in prior.unet.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+    hit = fit_static_prior(prior, splat, tensors, cams, settings, "a blob, standing still, static", JobEvents(),
+                           cache_dir=tmp_path)
+    assert hit.cache_hit and hit.losses == []
+    assert abs(fixed_eval_loss(prior, latents, text) - after) < 1e-6
+    lora.remove_lora(prior.unet)
