@@ -122,12 +122,12 @@ def choose_views(step: int, cameras: Cameras, settings: JobSettings, generator: 
     return torch.randperm(count - 1, generator=generator)[:k] + 1
 
 
-def estimate_noise(prior, latents: torch.Tensor, t: torch.Tensor, static_text: torch.Tensor, settings: JobSettings,
-                   use_lora: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def estimate_noise(prior, latents: torch.Tensor, t: torch.Tensor, t_int: int, static_text: torch.Tensor,
+                   settings: JobSettings, use_lora: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, ε) for the rendered latents: DDIM inversion under the static prior, or random noise."""
     with torch.no_grad():
         if settings.noise_mode == "ddim_inversion":
-            return prior.ddim_invert(latents, static_text.expand(latents.shape[0], -1, -1), int(t[0]),
+            return prior.ddim_invert(latents, static_text.expand(latents.shape[0], -1, -1), t_int,
                                      settings.inversion_steps, lora=use_lora)
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
         return prior.add_noise(latents, noise, t), noise
@@ -171,8 +171,9 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
 
         lo, hi = timestep_bounds(step, total, settings)
         u = lo + (hi - lo) * float(torch.rand((), generator=generator))
-        t = torch.tensor([int(round(u * (prior.num_train_timesteps - 1)))], device=latents.device, dtype=torch.long)
-        x_t, _ = estimate_noise(prior, latents.detach(), t, cond.static, settings, use_lora, generator)
+        t_int = int(round(u * (prior.num_train_timesteps - 1)))  # drawn on the host: no device sync
+        t = torch.tensor([t_int], device=latents.device, dtype=torch.long)
+        x_t, _ = estimate_noise(prior, latents.detach(), t, t_int, cond.static, settings, use_lora, generator)
         eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora)
         grad = msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)
 

@@ -95,7 +95,8 @@ def fit_static_prior(
         latents = torch.cat([prior.encode_frames(clip[None].to(prior.dtype)) for clip in clips])
     text = prior.encode_text([static_prompt])
     optimiser = torch.optim.AdamW(params, lr=settings.lora_lr, weight_decay=0.0)
-    losses: list[float] = []
+    step_losses: list[torch.Tensor] = []  # kept on the device; read back only when reporting
+    log_every = max(1, settings.lora_steps // 100)
     prior.unet.train(False)  # dropout off; LoRA params still get gradients
     for step in range(settings.lora_steps):
         events.check_cancelled()
@@ -110,9 +111,11 @@ def fit_static_prior(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
         optimiser.step()
-        value = float(loss.detach())
-        losses.append(value)
-        events.progress(Progress("static_prior", step + 1, settings.lora_steps, losses={"lora": value}))
+        step_losses.append(loss.detach())
+        if step % log_every == 0 or step == settings.lora_steps - 1:
+            events.progress(Progress("static_prior", step + 1, settings.lora_steps,
+                                     losses={"lora": float(step_losses[-1])}))
+    losses = torch.stack(step_losses).float().cpu().tolist() if step_losses else []
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
