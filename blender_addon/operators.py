@@ -1,0 +1,202 @@
+"""Operators: import/export, connect, local worker, animate, cancel, clear."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from . import bake, local_worker, ply_io
+from .animus3d_shared.splat import SplatError
+from .properties import derive_static_prompt, preferences
+from .session import SESSION
+from .splat_mesh import SplatMeshError, is_splat_mesh
+
+
+class ANIMUS3D_OT_import_ply(bpy.types.Operator, ImportHelper):
+    """Import a 3D Gaussian Splat PLY as a mesh with one vertex per Gaussian"""
+
+    bl_idname = "animus3d.import_ply"
+    bl_label = "Import Gaussian Splat"
+    bl_options = {"REGISTER", "UNDO"}
+    filename_ext = ".ply"
+    filter_glob: StringProperty(default="*.ply", options={"HIDDEN"})
+
+    def execute(self, context):
+        try:
+            obj = ply_io.import_ply_file(bpy, context, self.filepath)
+        except (SplatError, OSError) as exc:
+            self.report({"ERROR"}, f"Cannot import {self.filepath}: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Imported {len(obj.data.vertices)} Gaussians as {obj.name!r}")
+        return {"FINISHED"}
+
+
+class ANIMUS3D_OT_export_ply_sequence(bpy.types.Operator):
+    """Write one full 3DGS PLY per baked frame of the active object"""
+
+    bl_idname = "animus3d.export_ply_sequence"
+    bl_label = "Export PLY Sequence"
+    bl_options = {"REGISTER"}
+    directory: StringProperty(subtype="DIR_PATH")
+
+    def invoke(self, context, _event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None:
+            self.report({"ERROR"}, "Select the animated splat object to export")
+            return {"CANCELLED"}
+        if not self.directory:
+            self.report({"ERROR"}, "Choose a folder to write the PLY files into")
+            return {"CANCELLED"}
+        try:
+            paths = ply_io.export_ply_sequence(obj, bpy.path.abspath(self.directory))
+        except (ply_io.ExportError, SplatError, OSError, AttributeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote {len(paths)} PLY files to {self.directory}")
+        return {"FINISHED"}
+
+
+class ANIMUS3D_OT_connect(bpy.types.Operator):
+    """Connect to the worker at the address in the preferences"""
+
+    bl_idname = "animus3d.connect"
+    bl_label = "Connect"
+
+    def execute(self, context):
+        prefs = preferences(context)
+        try:
+            SESSION.connect(prefs.worker_address, prefs.heartbeat_timeout_s)
+        except Exception as exc:  # bad address strings raise from zmq
+            self.report({"ERROR"}, f"Cannot connect to {prefs.worker_address}: {exc}")
+            return {"CANCELLED"}
+        SESSION.request_status()
+        return {"FINISHED"}
+
+
+class ANIMUS3D_OT_start_worker(bpy.types.Operator):
+    """Start a worker on this machine with the command in the preferences, and connect to it"""
+
+    bl_idname = "animus3d.start_worker"
+    bl_label = "Start Local Worker"
+
+    def execute(self, context):
+        prefs = preferences(context)
+        try:
+            proc = local_worker.start(prefs.worker_command)
+        except local_worker.WorkerStartError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        address = local_worker.bind_address(prefs.worker_command) or prefs.worker_address
+        SESSION.connect(address, prefs.heartbeat_timeout_s)
+        self.report({"INFO"}, f"Started the local worker (pid {proc.pid}) on {address}")
+        return {"FINISHED"}
+
+
+class ANIMUS3D_OT_stop_worker(bpy.types.Operator):
+    """Stop the worker started from Blender"""
+
+    bl_idname = "animus3d.stop_worker"
+    bl_label = "Stop Local Worker"
+
+    def execute(self, _context):
+        local_worker.stop()
+        return {"FINISHED"}
+
+
+class ANIMUS3D_OT_animate(bpy.types.Operator):
+    """Animate the active splat from the text prompt (the worker computes; Blender stays responsive)"""
+
+    bl_idname = "animus3d.animate"
+    bl_label = "Animate from Text"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return is_splat_mesh(context.active_object)
+
+    def execute(self, context):
+        obj, scene = context.active_object, context.scene
+        props = scene.animus3d
+        if not props.prompt.strip():
+            self.report({"ERROR"}, "Write a prompt describing the motion first")
+            return {"CANCELLED"}
+        if not props.static_prompt.strip():
+            props.static_prompt = derive_static_prompt(obj.name)
+        prefs = preferences(context)
+        try:
+            SESSION.connect(SESSION.address or prefs.worker_address, prefs.heartbeat_timeout_s)
+            SESSION.submit(obj, scene, props.prompt.strip(), props.static_prompt.strip(), props.job_settings(), int(props.seed))
+        except (RuntimeError, SplatMeshError, SplatError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Submitted {obj.name!r} to {SESSION.address}")
+        return {"FINISHED"}
+
+
+class ANIMUS3D_OT_cancel(bpy.types.Operator):
+    """Cancel the running animation job"""
+
+    bl_idname = "animus3d.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, _context):
+        if SESSION.job is None or not SESSION.job.active:
+            self.report({"WARNING"}, "No job is running")
+            return {"CANCELLED"}
+        SESSION.cancel()
+        return {"FINISHED"}
+
+
+class ANIMUS3D_OT_clear_animation(bpy.types.Operator):
+    """Remove the baked animation from the active object (its original data is kept)"""
+
+    bl_idname = "animus3d.clear_animation"
+    bl_label = "Remove Animation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and bake.baked_frames(context.active_object) > 0
+
+    def execute(self, context):
+        bake.clear_animation(context.active_object)
+        return {"FINISHED"}
+
+
+def menu_import(self, _context):
+    self.layout.operator(ANIMUS3D_OT_import_ply.bl_idname, text="Gaussian Splat (.ply)")
+
+
+def menu_export(self, _context):
+    self.layout.operator(ANIMUS3D_OT_export_ply_sequence.bl_idname, text="Gaussian Splat Sequence (.ply)")
+
+
+CLASSES = (
+    ANIMUS3D_OT_import_ply,
+    ANIMUS3D_OT_export_ply_sequence,
+    ANIMUS3D_OT_connect,
+    ANIMUS3D_OT_start_worker,
+    ANIMUS3D_OT_stop_worker,
+    ANIMUS3D_OT_animate,
+    ANIMUS3D_OT_cancel,
+    ANIMUS3D_OT_clear_animation,
+)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    bpy.types.TOPBAR_MT_file_export.append(menu_export)
+
+
+def unregister() -> None:
+    bpy.types.TOPBAR_MT_file_export.remove(menu_export)
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

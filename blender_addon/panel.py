@@ -1,0 +1,102 @@
+"""3D View ▸ Sidebar ▸ Animus3D."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import bake, local_worker
+from .properties import ADVANCED_FIELDS, derive_static_prompt, preferences
+from .session import SESSION
+
+
+def _eta_text(eta_s) -> str:
+    if eta_s is None:
+        return ""
+    eta_s = int(eta_s)
+    return f", ETA {eta_s // 60}:{eta_s % 60:02d}"
+
+
+class ANIMUS3D_PT_panel(bpy.types.Panel):
+    bl_label = "Animus3D"
+    bl_idname = "ANIMUS3D_PT_panel"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Animus3D"
+
+    def draw(self, context):
+        layout = self.layout
+        props = context.scene.animus3d
+        prefs = preferences(context)
+
+        box = layout.box()
+        box.label(text=f"Worker: {SESSION.address or prefs.worker_address}")
+        welcome = SESSION.welcome
+        if SESSION.connected and welcome is not None:
+            box.label(text=f"Device: {getattr(welcome, 'device', '?')}", icon="CHECKMARK")
+            models = getattr(welcome, "models", None)
+            if models:
+                box.label(text="Models: " + ", ".join(str(m) for m in models))
+            status = SESSION.status
+            if status is not None:
+                box.label(text=f"Queue: {getattr(status, 'queue_length', getattr(status, 'queued', '?'))}")
+        else:
+            box.label(text="Not connected", icon="ERROR" if SESSION.error else "INFO")
+        if SESSION.error:
+            box.label(text=SESSION.error, icon="ERROR")
+        row = box.row(align=True)
+        row.operator("animus3d.connect")
+        if local_worker.running():
+            row.operator("animus3d.stop_worker")
+        else:
+            row.operator("animus3d.start_worker")
+
+        obj = context.active_object
+        col = layout.column()
+        col.prop(props, "prompt")
+        col.prop(props, "static_prompt")
+        if not props.static_prompt and obj is not None:
+            col.label(text=f"(auto) {derive_static_prompt(obj.name)}")
+        col.prop(props, "preset")
+        row = col.row(align=True)
+        row.prop(props, "frames")
+        row.prop(props, "seed")
+        col.prop(props, "show_advanced", icon="TRIA_DOWN" if props.show_advanced else "TRIA_RIGHT")
+        if props.show_advanced:
+            adv = col.box()
+            adv.prop(props, "use_advanced")
+            sub = adv.column()
+            sub.enabled = props.use_advanced
+            for name in ADVANCED_FIELDS:
+                sub.prop(props, name)
+
+        job = SESSION.job
+        if job is not None and job.active:
+            text = f"{job.stage or job.phase} {job.step}/{job.total}{_eta_text(job.eta_s)}"
+            if hasattr(layout, "progress"):
+                layout.progress(factor=job.fraction, type="BAR", text=text)
+            else:
+                layout.label(text=text)
+            layout.operator("animus3d.cancel", icon="CANCEL")
+        else:
+            layout.operator("animus3d.animate", icon="PLAY")
+        if job is not None and job.error:
+            layout.label(text=job.error, icon="ERROR")
+        elif job is not None and job.message:
+            layout.label(text=job.message)
+        if obj is not None and bake.baked_frames(obj):
+            row = layout.row(align=True)
+            row.operator("animus3d.export_ply_sequence")
+            row.operator("animus3d.clear_animation")
+
+
+CLASSES = (ANIMUS3D_PT_panel,)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

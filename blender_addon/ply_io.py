@@ -1,0 +1,71 @@
+"""PLY import into a splat object and per-frame PLY export of a baked animation."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .animus3d_shared import ply
+from .animus3d_shared.splat import GaussianSplat
+from .bake import baked_frames, key_name, rot_attr, scale_attr
+from .display import add_display
+from .splat_mesh import key_points, mesh_from_splat, splat_from_mesh
+
+
+class ExportError(ValueError):
+    """The object has no baked animation to export."""
+
+
+def import_splat(bpy, context, splat: GaussianSplat, name: str, display: bool = True):
+    """Create a splat object in the active collection, select it and make it active."""
+    mesh = mesh_from_splat(bpy, splat, name)
+    obj = bpy.data.objects.new(name, mesh)
+    collection = context.collection if context.collection is not None else context.scene.collection
+    collection.objects.link(obj)
+    if display:
+        add_display(bpy, obj)
+    for other in context.view_layer.objects:
+        other.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    return obj
+
+
+def import_ply_file(bpy, context, filepath: str, display: bool = True):
+    """Read an INRIA 3DGS PLY and create its object (raises ply.PlyError on a bad file)."""
+    splat = ply.read_ply(filepath)
+    name = os.path.splitext(os.path.basename(filepath))[0] or "Splat"
+    return import_splat(bpy, context, splat, name, display)
+
+
+def frame_splat(obj, t: int, base: GaussianSplat | None = None) -> GaussianSplat:
+    """The full splat of baked frame ``t`` (positions, rotations and scales of that frame)."""
+    mesh = obj.data
+    base = base if base is not None else splat_from_mesh(mesh)
+    n = base.count
+    block = mesh.shape_keys.key_blocks[key_name(t)] if mesh.shape_keys else None
+    if block is None or rot_attr(t) not in mesh.attributes:
+        raise ExportError(f"{obj.name!r} has no baked frame {t}")
+    means = np.empty(n * 3, np.float32)
+    key_points(block).foreach_get("co", means)
+    quats = np.empty(n * 4, np.float32)
+    mesh.attributes[rot_attr(t)].data.foreach_get("value", quats)
+    scales = np.empty(n * 3, np.float32)
+    mesh.attributes[scale_attr(t)].data.foreach_get("vector", scales)
+    return base.with_arrays(means=means.reshape(n, 3), quats=quats.reshape(n, 4), log_scales=scales.reshape(n, 3))
+
+
+def export_ply_sequence(obj, directory: str) -> list[str]:
+    """Write ``frame_0000.ply`` … one full 3DGS PLY per baked frame; returns the paths."""
+    frames = baked_frames(obj)
+    if frames <= 0:
+        raise ExportError(f"{obj.name!r} has no baked animation; animate it first")
+    os.makedirs(directory, exist_ok=True)
+    base = splat_from_mesh(obj.data)
+    paths = []
+    for t in range(frames):
+        path = os.path.join(directory, f"frame_{t:04d}.ply")
+        ply.write_ply(path, frame_splat(obj, t, base))
+        paths.append(path)
+    return paths

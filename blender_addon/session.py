@@ -1,0 +1,326 @@
+"""The connection to a worker and the job in flight, driven by one timer callback.
+
+All socket work happens in :func:`tick`, which ``bpy.app.timers`` calls every ``TICK_INTERVAL``
+seconds (tests call it by hand: timers never fire in module mode). A tick polls the client with
+a bounded number of messages and time, applies at most one new preview, and writes frames with a
+:class:`~.bake.FrameWriter` until its time budget is used; so Blender never waits on the network
+and no tick takes much longer than ``TICK_BUDGET_S``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from . import bake
+from .animus3d_shared.deformation import Animation
+from .splat_mesh import splat_from_object
+
+TICK_INTERVAL = 0.05
+TICK_BUDGET_S = 0.012  # frame writing stops when the next unit would pass this
+POLL_MAX_MESSAGES = 16
+POLL_MAX_TIME_S = 0.003
+PROP_JOB = "animus3d_job_id"
+ACTIVE_PHASES = ("submitting", "running", "baking")
+
+
+@dataclass
+class JobState:
+    """What the panel shows about the current job and what the tick still has to apply."""
+
+    object_name: str
+    scene_name: str
+    job_id: str = ""
+    phase: str = "submitting"  # submitting, running, baking, done, failed, cancelled
+    stage: str = ""
+    step: int = 0
+    total: int = 0
+    eta_s: float | None = None
+    message: str = ""
+    error: str = ""
+    previews_applied: int = 0
+    pending_preview: object | None = None
+    pending_result: object | None = None
+    writer: bake.FrameWriter | None = None
+    writer_is_result: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ACTIVE_PHASES
+
+    @property
+    def fraction(self) -> float:
+        if self.phase in ("done",):
+            return 1.0
+        return (self.step / self.total) if self.total else 0.0
+
+
+class Session:
+    """One worker connection and at most one job; owned by the module-level ``SESSION``."""
+
+    def __init__(self) -> None:
+        self.client = None
+        self.address = ""
+        self.welcome = None
+        self.status = None
+        self.error = ""
+        self.job: JobState | None = None
+        self.tick_durations: deque[float] = deque(maxlen=4096)
+
+    # ---- connection ----------------------------------------------------------------------
+    def connect(self, address: str, heartbeat_timeout_s: float | None = None) -> None:
+        """(Re)connect to ``address``; returns at once, WELCOME arrives through :func:`tick`."""
+        from .animus3d_shared.client import WorkerClient
+
+        if self.client is not None and self.address == address and not self.client.lost:
+            return
+        self.disconnect()
+        kwargs = {} if heartbeat_timeout_s is None else {"timeout_s": float(heartbeat_timeout_s)}
+        self.client = WorkerClient(address, client_name="animus3d-blender", **kwargs)
+        self.client.connect()
+        self.address = address
+        self.error = ""
+
+    def disconnect(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            finally:
+                self.client = None
+        self.welcome = None
+        self.status = None
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and bool(getattr(self.client, "connected", False))
+
+    # ---- jobs ----------------------------------------------------------------------------
+    def submit(self, obj, scene, prompt: str, static_prompt: str, settings: dict, seed: int) -> JobState:
+        """Send the object's splat to the worker; the job id comes back in ACCEPTED."""
+        if self.client is None:
+            raise RuntimeError("not connected to a worker")
+        if self.job is not None and self.job.active:
+            raise RuntimeError("a job is already running; cancel it first")
+        splat = splat_from_object(obj)
+        self.job = JobState(object_name=obj.name, scene_name=scene.name, message="submitting")
+        self.client.submit(splat, prompt, static_prompt=static_prompt, settings=settings, seed=seed)
+        return self.job
+
+    def attach(self, job_id: str, object_name: str, scene_name: str) -> JobState:
+        """Follow a job submitted earlier (after reopening a .blend)."""
+        if self.client is None:
+            raise RuntimeError("not connected to a worker")
+        self.job = JobState(object_name=object_name, scene_name=scene_name, job_id=job_id, phase="running",
+                            message="re-attaching")
+        self.client.attach(job_id)
+        return self.job
+
+    def cancel(self) -> None:
+        job = self.job
+        if job is None or not job.active:
+            return
+        if self.client is not None and job.job_id:
+            self.client.cancel(job.job_id)
+        job.message = "cancelling"
+
+    def request_status(self) -> None:
+        if self.client is not None:
+            self.client.request_status()
+
+    # ---- the tick ------------------------------------------------------------------------
+    def tick(self) -> float:
+        start = time.perf_counter()
+        deadline = start + TICK_BUDGET_S
+        changed = False
+        if self.client is not None:
+            for msg in self.client.poll(max_messages=POLL_MAX_MESSAGES, max_time_s=POLL_MAX_TIME_S):
+                self._handle(msg)
+                changed = True
+        if self.job is not None:
+            changed |= self._advance(deadline)
+        if changed:
+            _redraw()
+        self.tick_durations.append(time.perf_counter() - start)
+        return TICK_INTERVAL
+
+    def _handle(self, msg) -> None:
+        kind = type(msg).__name__
+        job = self.job
+        job_id = getattr(msg, "job_id", None)
+        mine = job is not None and (not job_id or not job.job_id or job_id == job.job_id)
+        if kind == "Welcome":
+            self.welcome = msg
+            self.error = ""
+        elif kind == "StatusReply":
+            self.status = msg
+        elif kind == "Accepted" and job is not None and not job.job_id:
+            job.job_id = str(job_id)
+            job.phase = "running"
+            job.message = "queued"
+            _store_job_id(job, job.job_id)
+        elif kind == "Attached" and mine:
+            job.phase = "running"
+            job.message = "re-attached"
+        elif kind == "Progress" and mine:
+            job.phase = "running" if job.phase == "submitting" else job.phase
+            job.stage = str(getattr(msg, "stage", ""))
+            job.step = int(getattr(msg, "step", 0) or 0)
+            job.total = int(getattr(msg, "total", 0) or 0)
+            job.eta_s = getattr(msg, "eta_s", None)
+            job.message = str(getattr(msg, "message", "") or "")
+        elif kind == "Preview" and mine:
+            job.pending_preview = msg  # the newest wins
+        elif kind == "Result" and mine:
+            job.pending_result = msg
+            job.pending_preview = None
+            job.phase = "baking"
+            job.message = "baking the animation"
+        elif kind == "Cancelled" and mine:
+            job.phase = "cancelled"
+            job.message = "cancelled"
+            job.pending_preview = None
+            _store_job_id(job, "")
+        elif kind == "Error":
+            text = _error_text(msg)
+            if job is not None and job.active and mine:
+                job.phase = "failed"
+                job.error = text
+                job.message = text
+                _store_job_id(job, "")
+            if getattr(msg, "code", "") in ("unreachable", "lost", "timeout") or job is None or not mine:
+                self.error = text
+
+    def _advance(self, deadline: float) -> bool:
+        job = self.job
+        obj = bpy.data.objects.get(job.object_name)
+        if obj is None:
+            if job.active:
+                job.phase, job.error = "failed", f"object {job.object_name!r} no longer exists"
+                job.message = job.error
+            return False
+        try:
+            return self._write(job, obj, deadline)
+        except ReferenceError:  # undo or reload replaced the datablocks: start the frames again
+            job.writer = None
+            return False
+
+    def _write(self, job: JobState, obj, deadline: float) -> bool:
+        changed = False
+        if job.pending_result is not None:
+            anim, indices = _animation_of(job.pending_result)
+            job.pending_result = None
+            job.writer = _writer_for(obj, anim.num_frames, job.writer)
+            job.writer.load(anim, indices)
+            job.writer_is_result = True
+            changed = True
+        elif job.pending_preview is not None and (job.writer is None or job.writer.done) and not job.writer_is_result:
+            anim, indices = _animation_of(job.pending_preview)
+            job.pending_preview = None
+            job.writer = _writer_for(obj, anim.num_frames, job.writer)
+            job.writer.load(anim, indices)
+            job.previews_applied += 1
+            changed = True
+        writer = job.writer
+        if writer is not None and not writer.done:
+            writer.obj = obj
+            writer.step(deadline)
+            if writer.done:
+                changed = True
+                scene = bpy.data.scenes.get(job.scene_name)
+                if scene is not None:
+                    writer.set_scene_range(scene)
+                    if time.perf_counter() < deadline:
+                        bake.apply_frame(obj, scene.frame_current)
+                obj.data.update()
+                if job.writer_is_result:
+                    job.phase, job.message = "done", "animation baked"
+                    _store_job_id(job, "")
+                    _undo_push("Animus3D: bake animation")
+        return changed
+
+    # ---- teardown ------------------------------------------------------------------------
+    def close(self) -> None:
+        self.disconnect()
+        self.job = None
+
+
+def _writer_for(obj, frames: int, current: bake.FrameWriter | None) -> bake.FrameWriter:
+    if current is not None and current.frames == frames:
+        try:
+            if current.obj == obj:
+                return current
+        except ReferenceError:
+            pass
+    writer = bake.FrameWriter(obj, frames, frame_start=int(obj.get(bake.PROP_START, 1)) if bake.baked_frames(obj) == frames else 1)
+    writer.prepare()
+    return writer
+
+
+def _animation_of(msg) -> tuple[Animation, np.ndarray | None]:
+    anim = getattr(msg, "animation", None)
+    if anim is None:
+        anim = Animation(msg.delta_position, msg.delta_rotation, msg.delta_scale, float(getattr(msg, "fps", 8.0)))
+    indices = getattr(msg, "indices", None)
+    return anim, (None if indices is None else np.asarray(indices))
+
+
+def _error_text(msg) -> str:
+    code = getattr(msg, "code", "") or "error"
+    text = getattr(msg, "message", "") or str(msg)
+    return f"{text} ({code})" if code not in text else text
+
+
+def _store_job_id(job: JobState, job_id: str) -> None:
+    """Keep the running job's id in the scene and on the object, so a reopened file re-attaches."""
+    scene = bpy.data.scenes.get(job.scene_name)
+    if scene is not None and hasattr(scene, "animus3d"):
+        scene.animus3d.job_id = job_id
+        scene.animus3d.job_object = job.object_name if job_id else ""
+    obj = bpy.data.objects.get(job.object_name)
+    if obj is not None:
+        if job_id:
+            obj[PROP_JOB] = job_id
+        elif PROP_JOB in obj:
+            del obj[PROP_JOB]
+
+
+def _undo_push(message: str) -> None:
+    try:
+        bpy.ed.undo_push(message=message)
+    except (RuntimeError, AttributeError):
+        pass  # no undo stack in background mode
+
+
+def _redraw() -> None:
+    wm = getattr(bpy.context, "window_manager", None)
+    if wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+SESSION = Session()
+
+
+def tick() -> float:
+    """The timer callback: one bounded round of socket and bake work. Returns the next interval."""
+    try:
+        return SESSION.tick()
+    except Exception as exc:  # a timer that raises is dropped by Blender: report and keep going
+        SESSION.error = f"internal error in the Animus3D tick: {exc}"
+        return TICK_INTERVAL
+
+
+def tick_stats() -> dict[str, float]:
+    """Max and p95 of the recorded tick durations, in seconds."""
+    d = np.asarray(SESSION.tick_durations, dtype=np.float64)
+    if d.size == 0:
+        return {"count": 0, "max": 0.0, "p95": 0.0}
+    return {"count": int(d.size), "max": float(d.max()), "p95": float(np.percentile(d, 95))}

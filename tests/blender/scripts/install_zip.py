@@ -1,0 +1,19 @@
+"""Install the extension zip (argv[1]) into BLENDER_USER_RESOURCES and report what got registered."""
+
+import sys
+
+import bpy
+
+from common import ADDON, finish
+
+zip_path = sys.argv[1]
+result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+bpy.ops.wm.save_userpref()
+ops = [name for name in dir(bpy.ops.animus3d)]
+finish({
+    "install": sorted(result),
+    "enabled": ADDON in bpy.context.preferences.addons,
+    "operators": ops,
+    "zmq": __import__("zmq").__file__,
+    "panel": hasattr(bpy.types, "ANIMUS3D_PT_panel"),
+})
