@@ -47,6 +47,7 @@ class JobState:
     pending_result: object | None = None
     writer: bake.FrameWriter | None = None
     writer_is_result: bool = False
+    result_animation: Animation | None = None  # the final animation, once RESULT arrived
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -214,6 +215,7 @@ class Session:
         if job.pending_result is not None:
             anim, indices = _animation_of(job.pending_result)
             job.pending_result = None
+            job.result_animation = anim
             job.writer = _writer_for(obj, anim.num_frames, job.writer)
             job.writer.load(anim, indices)
             job.writer_is_result = True

@@ -1,0 +1,116 @@
+"""`animus3d.animate` against a real worker; argv: WORK ADDRESS MODE [WORKER_PID].
+
+MODE: complete (bake, check, save, reload), reattach (close the connection, reopen the .blend,
+the load_post handler re-attaches), cancel (cancel mid-job), kill (kill the worker mid-job).
+"""
+
+import os
+import signal
+import sys
+import time
+
+import bpy
+import numpy as np
+
+from animus3d_shared import samples
+from animus3d_shared.deformation import quat_multiply, quat_normalise
+from common import clean_scene, enable_addon, finish, run_ticks
+
+work, address, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+worker_pid = int(sys.argv[4]) if len(sys.argv) > 4 else None
+addon = enable_addon()
+session = addon.session
+prefs = addon.properties.preferences()
+prefs.worker_address = address
+prefs.heartbeat_timeout_s = 3.0
+clean_scene()
+result = {"mode": mode}
+
+splat = samples.make_test_blob(seed=1, count=800, sh_degree=0)
+obj = addon.ply_io.import_splat(bpy, bpy.context, splat, "Blob")
+scene = bpy.context.scene
+props = scene.animus3d
+props.prompt = "the blob bounces up and down"
+props.preset = "test"
+props.seed = 7
+assert bpy.ops.animus3d.animate() == {"FINISHED"}
+result["static_prompt"] = props.static_prompt
+job = session.SESSION.job
+
+
+def finished():
+    return job.phase in ("done", "failed", "cancelled")
+
+
+def running_with_id():
+    return bool(job.job_id) and (job.stage != "" or job.phase == "running") or finished()
+
+
+run_ticks(addon, lambda: session.SESSION.welcome is not None and bool(job.job_id) or finished(), 60)
+result["accepted"] = bool(job.job_id)
+result["scene_job_id"] = props.job_id
+result["object_job_id"] = obj.get("animus3d_job_id", "")
+result["welcome_device"] = str(getattr(session.SESSION.welcome, "device", ""))
+
+if mode == "cancel":
+    run_ticks(addon, lambda: job.stage != "" or finished(), 120)
+    assert bpy.ops.animus3d.cancel() == {"FINISHED"}
+    t0 = time.monotonic()
+    run_ticks(addon, finished, 60)
+    result.update(phase=job.phase, cancel_s=time.monotonic() - t0, scene_job_id_after=props.job_id, error=job.error)
+elif mode == "kill":
+    run_ticks(addon, lambda: job.stage != "" or finished(), 120)
+    os.kill(worker_pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    run_ticks(addon, finished, 30)
+    result.update(phase=job.phase, error=job.error, session_error=session.SESSION.error,
+                  detect_s=time.monotonic() - t0, max_tick_s=max(session.SESSION.tick_durations))
+else:
+    if mode == "reattach":
+        bpy.ops.wm.save_as_mainfile(filepath=os.path.join(work, "pending.blend"))
+        session.SESSION.close()  # as if Blender quit
+        bpy.ops.wm.open_mainfile(filepath=os.path.join(work, "pending.blend"))
+        scene = bpy.context.scene
+        job = session.SESSION.job
+        result["reattached"] = job is not None and job.job_id == result["scene_job_id"]
+        obj = bpy.data.objects["Blob"]
+    ok = run_ticks(addon, lambda: job.phase in ("done", "failed", "cancelled"), 300)
+    result.update(phase=job.phase, error=job.error, previews=job.previews_applied, stats=session.tick_stats())
+    anim = job.result_animation
+    mesh = obj.data
+    T = anim.num_frames
+    keys = mesh.shape_keys
+    result["frames"] = T
+    result["keys"] = len(keys.key_blocks) if keys else 0
+    result["range"] = [scene.frame_start, scene.frame_end]
+    fcurves = addon.bake.fcurves_of(keys)
+    checks = {"pos": True, "keys": True, "rot": True, "scale": True}
+    for t in sorted({0, 1, T // 2, T - 1}):
+        kb = keys.key_blocks[f"animus3d_f{t:04d}"]
+        co = np.empty(len(mesh.vertices) * 3, np.float32)
+        kb.data.foreach_get("co", co)
+        checks["pos"] &= bool(np.allclose(co.reshape(-1, 3), splat.means + anim.delta_position[t], atol=1e-5))
+        fc = fcurves.find(f'key_blocks["{kb.name}"].value')
+        for f in range(scene.frame_start, scene.frame_end + 1):
+            checks["keys"] &= abs(fc.evaluate(f) - (1.0 if f == scene.frame_start + t else 0.0)) < 1e-6
+        checks["keys"] &= all(p.interpolation == "CONSTANT" for p in fc.keyframe_points)
+        scene.frame_set(scene.frame_start + t)
+        q = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"rot_{c}") for c in range(4)], 1)
+        s = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"scale_{c}") for c in range(3)], 1)
+        checks["rot"] &= bool(np.allclose(q, quat_normalise(quat_multiply(anim.delta_rotation[t], splat.quats)), atol=1e-5))
+        checks["scale"] &= bool(np.allclose(s, splat.log_scales + anim.delta_scale[t], atol=1e-5))
+    result["checks"] = checks
+    result["motion"] = float(np.abs(anim.delta_position).max())
+    # the animation survives save + reload
+    blend = os.path.join(work, "animated.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    obj = bpy.data.objects["Blob"]
+    kb = obj.data.shape_keys.key_blocks[f"animus3d_f{T - 1:04d}"]
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    kb.data.foreach_get("co", co)
+    result["reloaded_ok"] = bool(np.allclose(co.reshape(-1, 3), splat.means + anim.delta_position[T - 1], atol=1e-5))
+    result["reloaded_job_id"] = bpy.context.scene.animus3d.job_id
+addon_module = addon
+bpy.ops.preferences.addon_disable(module="bl_ext.user_default.animus3d")
+finish(result)
