@@ -45,6 +45,8 @@ class JobSettings:
     guidance_scale: float = 7.5  # classifier-free guidance on the dynamic (motion) prediction
     noise_mode: str = "ddim_inversion"  # "ddim_inversion" or "random" (the paper's ablation)
     inversion_steps: int = 10
+    inversion_every: int = 1  # re-invert every N steps, reusing the inverted noise in between (1 = paper)
+    batched_scores: bool = True  # ε_dynamic and ε_static in one forward (per-sample LoRA); False = reference
     t_min: float = 0.02
     t_max: float = 0.98
     t_anneal: bool = True  # lower t_max linearly to `t_anneal_to` over the run
@@ -157,6 +159,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "msd_lr": (1e-7, 1.0),
     "guidance_scale": (0.0, 100.0),
     "inversion_steps": (1, 200),
+    "inversion_every": (1, 1000),
     "t_min": (0.0, 1.0),
     "t_max": (0.0, 1.0),
     "t_anneal_to": (0.0, 1.0),

@@ -22,6 +22,7 @@ from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents, Progress
 from ..motion import MotionField, apply_motion, arap_loss, knn_graph, tv3d_loss
+from ..priors.mixed_lora import predict_noise_mixed
 from ..render import Cameras, render
 from ..splat_tensors import SplatTensors
 
@@ -135,21 +136,23 @@ def estimate_noise(prior, latents: torch.Tensor, t: torch.Tensor, t_int: int, st
 
 def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, settings: JobSettings,
                    use_lora: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """ε_dynamic (with CFG) and ε_static, in as few batched forwards as the LoRA switch allows."""
+    """ε_dynamic (with CFG) and ε_static in one batched forward (per-sample LoRA when needed)."""
     b = x_t.shape[0]
     motion = cond.motion.expand(b, -1, -1)
     negative = cond.negative.expand(b, -1, -1)
     static = cond.static.expand(b, -1, -1)
     tt = t.expand(b)
+    latents3, t3, text3 = torch.cat([x_t, x_t, x_t]), torch.cat([tt, tt, tt]), torch.cat([motion, negative, static])
     with torch.no_grad():
-        if use_lora:
-            both = prior.predict_noise(torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([motion, negative]), lora=False)
-            eps_static = prior.predict_noise(x_t, tt, static, lora=True)
+        if use_lora and settings.batched_scores:
+            mask = torch.cat([torch.zeros(2 * b), torch.ones(b)])
+            three = predict_noise_mixed(prior, latents3, t3, text3, mask)
+        elif use_lora:  # one forward per model: the reference path
+            both = prior.predict_noise(latents3[: 2 * b], t3[: 2 * b], text3[: 2 * b], lora=False)
+            three = torch.cat([both, prior.predict_noise(x_t, tt, static, lora=True)])
         else:
-            three = prior.predict_noise(torch.cat([x_t, x_t, x_t]), torch.cat([tt, tt, tt]),
-                                        torch.cat([motion, negative, static]), lora=False)
-            both, eps_static = three[: 2 * b], three[2 * b :]
-        eps_cond, eps_uncond = both[:b], both[b:]
+            three = prior.predict_noise(latents3, t3, text3, lora=False)
+        eps_cond, eps_uncond, eps_static = three[:b], three[b : 2 * b], three[2 * b :]
         eps_dynamic = eps_uncond + settings.guidance_scale * (eps_cond - eps_uncond)
     return eps_dynamic, eps_static
 
@@ -162,18 +165,26 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
     outcome = MsdOutcome()
     total = settings.msd_steps
     log_every = max(1, total // 200)
+    reuse = None  # (views, t, t_int, eps) of the last inversion, for amortised inversion
     for step in range(total):
         events.check_cancelled()
         deltas, (means, quats, log_scales) = problem.deform(problem.frames)
-        views = choose_views(step, problem.cameras, settings, generator)
-        clips = problem.render_clips(means, quats, log_scales, views.to(means.device))
+        fresh = reuse is None or settings.noise_mode != "ddim_inversion" or step % settings.inversion_every == 0
+        if fresh:
+            views = choose_views(step, problem.cameras, settings, generator).to(means.device)
+            lo, hi = timestep_bounds(step, total, settings)
+            u = lo + (hi - lo) * float(torch.rand((), generator=generator))
+            t_int = int(round(u * (prior.num_train_timesteps - 1)))  # drawn on the host: no device sync
+            t = torch.tensor([t_int], device=means.device, dtype=torch.long)
+        else:
+            views, t, t_int, eps = reuse
+        clips = problem.render_clips(means, quats, log_scales, views)
         latents = prior.encode_frames(clips.to(prior.dtype))
-
-        lo, hi = timestep_bounds(step, total, settings)
-        u = lo + (hi - lo) * float(torch.rand((), generator=generator))
-        t_int = int(round(u * (prior.num_train_timesteps - 1)))  # drawn on the host: no device sync
-        t = torch.tensor([t_int], device=latents.device, dtype=torch.long)
-        x_t, _ = estimate_noise(prior, latents.detach(), t, t_int, cond.static, settings, use_lora, generator)
+        if fresh:
+            x_t, eps = estimate_noise(prior, latents.detach(), t, t_int, cond.static, settings, use_lora, generator)
+            reuse = (views, t, t_int, eps)
+        else:  # the same noise the last inversion found, applied to the current latents
+            x_t = prior.add_noise(latents.detach(), eps, t)
         eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora)
         grad = msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)
 

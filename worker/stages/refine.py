@@ -2,9 +2,10 @@
 
 The motion field is continuous in time, so it is queried at ``refine_frame_multiplier`` × the
 frames. The dense clip is rendered, noised to ``refine_strength`` and denoised by the refinement
-prior (a larger video model when one is configured) under the motion prompt; the field is then
-pulled towards that refined clip in latent space, with the same ARAP and TV-3D regularisers. The
-refined target is recomputed every ``REFRESH_EVERY`` steps, as the field moves.
+prior (a larger video model when one is configured) under the motion prompt and decoded; the field
+is then pulled towards that refined clip in pixel space, with the same ARAP and TV-3D regularisers.
+No gradient goes through the larger model or its VAE, so the stage costs little memory; the refined
+target is recomputed every ``REFRESH_EVERY`` steps, as the field moves.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: J
         if target is None or step % REFRESH_EVERY == 0:
             views = choose_views(step, problem.cameras, settings, generator).to(means.device)
         clips = problem.render_clips(means, quats, log_scales, views)
-        latents = prior.encode_frames(clips.to(prior.dtype))
         if target is None or step % REFRESH_EVERY == 0:
-            target = sdedit_target(prior, latents.detach(), cond.motion, cond.negative, settings.refine_strength,
-                                   settings.guidance_scale, generator)
-        terms = {"refine": torch.nn.functional.mse_loss(latents.float(), target.float())}
+            with torch.no_grad():
+                latents = prior.encode_frames(clips.detach().to(prior.dtype))
+                refined = sdedit_target(prior, latents, cond.motion, cond.negative, settings.refine_strength,
+                                        settings.guidance_scale, generator)
+                target = prior.decode_latents(refined).float()
+        terms = {"refine": torch.nn.functional.mse_loss(clips.float(), target)}
         terms.update(problem.regularisers(deltas, means, settings, generator))
         loss = terms["refine"] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
         optimiser.zero_grad(set_to_none=True)
