@@ -26,7 +26,8 @@ def import_splat(bpy, context, splat: GaussianSplat, name: str, display: bool = 
     if display:
         add_display(bpy, obj)
     for other in context.view_layer.objects:
-        other.select_set(False)
+        if other is not None:
+            other.select_set(False)
     obj.select_set(True)
     context.view_layer.objects.active = obj
     return obj
