@@ -25,6 +25,7 @@ from ..motion import MotionField, apply_motion, arap_loss, knn_graph, tv3d_loss
 from ..priors.mixed_lora import predict_noise_mixed
 from ..render import Cameras, render
 from ..splat_tensors import SplatTensors
+from ..timing import SectionTimer, section
 
 ARAP_SAMPLE = 4096  # anchor Gaussians per ARAP evaluation
 
@@ -144,12 +145,13 @@ def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning
     tt = t.expand(b)
     latents3, t3, text3 = torch.cat([x_t, x_t, x_t]), torch.cat([tt, tt, tt]), torch.cat([motion, negative, static])
     with torch.no_grad():
-        if use_lora and settings.batched_scores:
+        if not settings.batched_scores:  # one forward per prediction: the reference path
+            three = torch.cat([prior.predict_noise(x_t, tt, motion, lora=False),
+                               prior.predict_noise(x_t, tt, negative, lora=False),
+                               prior.predict_noise(x_t, tt, static, lora=use_lora)])
+        elif use_lora:
             mask = torch.cat([torch.zeros(2 * b), torch.ones(b)])
             three = predict_noise_mixed(prior, latents3, t3, text3, mask)
-        elif use_lora:  # one forward per model: the reference path
-            both = prior.predict_noise(latents3[: 2 * b], t3[: 2 * b], text3[: 2 * b], lora=False)
-            three = torch.cat([both, prior.predict_noise(x_t, tt, static, lora=True)])
         else:
             three = prior.predict_noise(latents3, t3, text3, lora=False)
         eps_cond, eps_uncond, eps_static = three[:b], three[b : 2 * b], three[2 * b :]
@@ -158,7 +160,7 @@ def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning
 
 
 def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
-                    generator: torch.Generator, on_step=None) -> MsdOutcome:
+                    generator: torch.Generator, on_step=None, timer: SectionTimer | None = None) -> MsdOutcome:
     """Runs ``settings.msd_steps`` MSD steps on ``problem.field``."""
     use_lora = settings.static_prior == "lora"
     optimiser = torch.optim.Adam(problem.field.parameters(), lr=settings.msd_lr)
@@ -168,7 +170,8 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
     reuse = None  # (views, t, t_int, eps) of the last inversion, for amortised inversion
     for step in range(total):
         events.check_cancelled()
-        deltas, (means, quats, log_scales) = problem.deform(problem.frames)
+        with section(timer, "field"):
+            deltas, (means, quats, log_scales) = problem.deform(problem.frames)
         fresh = reuse is None or settings.noise_mode != "ddim_inversion" or step % settings.inversion_every == 0
         if fresh:
             views = choose_views(step, problem.cameras, settings, generator).to(means.device)
@@ -178,23 +181,29 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
             t = torch.tensor([t_int], device=means.device, dtype=torch.long)
         else:
             views, t, t_int, eps = reuse
-        clips = problem.render_clips(means, quats, log_scales, views)
-        latents = prior.encode_frames(clips.to(prior.dtype))
-        if fresh:
-            x_t, eps = estimate_noise(prior, latents.detach(), t, t_int, cond.static, settings, use_lora, generator)
-            reuse = (views, t, t_int, eps)
-        else:  # the same noise the last inversion found, applied to the current latents
-            x_t = prior.add_noise(latents.detach(), eps, t)
-        eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora)
-        grad = msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)
+        with section(timer, "render"):
+            clips = problem.render_clips(means, quats, log_scales, views)
+        with section(timer, "encode"):
+            latents = prior.encode_frames(clips.to(prior.dtype))
+        with section(timer, "inversion"):
+            if fresh:
+                x_t, eps = estimate_noise(prior, latents.detach(), t, t_int, cond.static, settings, use_lora, generator)
+                reuse = (views, t, t_int, eps)
+            else:  # the same noise the last inversion found, applied to the current latents
+                x_t = prior.add_noise(latents.detach(), eps, t)
+        with section(timer, "guidance"):
+            eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora)
+            grad = msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)
 
-        terms = {"msd": msd_loss(latents, grad) / latents.shape[0]}
-        for name, value in problem.regularisers(deltas, means, settings, generator).items():
-            terms[name] = value
-        total_loss = terms["msd"] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
-        optimiser.zero_grad(set_to_none=True)
-        total_loss.backward()
-        optimiser.step()
+        with section(timer, "regularisers"):
+            terms = {"msd": msd_loss(latents, grad) / latents.shape[0]}
+            for name, value in problem.regularisers(deltas, means, settings, generator).items():
+                terms[name] = value
+            total_loss = terms["msd"] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
+        with section(timer, "backward"):
+            optimiser.zero_grad(set_to_none=True)
+            total_loss.backward()
+            optimiser.step()
 
         if step % log_every == 0 or step == total - 1:
             values = {k: float(v.detach()) for k, v in terms.items()}
