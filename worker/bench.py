@@ -1,0 +1,229 @@
+"""`animus3d bench`: per-stage cost of the real pipeline code at real model sizes.
+
+No weights can be downloaded here, so the priors are the real architectures with random weights:
+a ModelScope-size UNet3DConditionModel (diffusers' default config, 1.41 B parameters), the SD
+AutoencoderKL, and a CLIP text encoder of ModelScope's width (2 layers: text is encoded once per job,
+off the hot path). ZeroScope v2 (576w and XL) share ModelScope's UNet architecture, so the same UNet
+stands in for the refinement prior, run on the refined (2×) clip. The splat is the procedural
+character with 200k Gaussians; frames and resolution come from the preset.
+
+Each measurement runs the pipeline's own stage functions (fit_static_prior, optimise_motion,
+refine_motion) for a few steps after a warm-up, with a CUDA-synchronised section timer, and reports
+ms per step. The *reference* configuration runs the same code the way a direct implementation of
+the paper would: fp32, one UNet forward per prediction, a full DDIM inversion every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+from animus3d_shared.settings import PRESETS, JobSettings
+
+from .events import JobEvents
+from .timing import SectionTimer
+
+MSD_SECTIONS = ("field", "render", "encode", "inversion", "guidance", "regularisers", "backward")
+
+
+@dataclass
+class BenchConfig:
+    name: str
+    dtype: torch.dtype
+    overrides: dict
+
+
+def build_full_size_prior(device: torch.device, dtype: torch.dtype, text_layers: int = 2):
+    """ModelScope-size components with random weights, built directly on ``device``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .priors.base import VideoPrior
+    from .priors.tiny import MODELSCOPE_SCHEDULER
+    from .priors.tokenizer import build_clip_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = build_clip_tokenizer(tempfile.mkdtemp(prefix="animus3d-bench-tok-"))
+    with torch.device(device):
+        unet = UNet3DConditionModel()  # the default config is ModelScope text-to-video-ms-1.7b's UNet
+        vae = AutoencoderKL(
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+            sample_size=512, scaling_factor=0.18215,
+        )
+        text = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=1024, intermediate_size=4096, num_hidden_layers=text_layers,
+            num_attention_heads=16, max_position_embeddings=77, projection_dim=1024,
+        ))
+    scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
+    return VideoPrior("modelscope-size-random", unet, vae, text, tokenizer, scheduler, device=device, dtype=dtype)
+
+
+def _peak_gib(device: torch.device) -> float:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+@contextlib.contextmanager
+def _prior_dtype(prior, dtype: torch.dtype):
+    """Runs ``prior`` at ``dtype`` for the block (the reference runs the same weights in fp32)."""
+    before = prior.dtype
+    if dtype != before:
+        for module in (prior.unet, prior.vae, prior.text_encoder):
+            module.to(dtype=dtype)
+        prior.dtype = dtype
+        prior._text_cache.clear()
+    try:
+        yield prior
+    finally:
+        if dtype != before:
+            for module in (prior.unet, prior.vae, prior.text_encoder):
+                module.to(dtype=before)
+            prior.dtype = before
+            prior._text_cache.clear()
+
+
+def measure(prior, splat, settings: JobSettings, device: torch.device, *, lora_steps: int, msd_steps: int,
+            refine_steps: int, warmup: int = 2) -> dict:
+    """ms per step of each stage with ``settings``, running the stages' own code."""
+    from .pipeline import _conditioning, derive_static_prompt
+    from .priors import lora
+    from .render import make_cameras
+    from .splat_tensors import SplatTensors
+    from .stages.msd import MotionProblem, optimise_motion
+    from .stages.refine import refine_motion
+    from .stages.static_prior import fit_static_prior
+
+    prompt = "the character waves its right arm"
+    static_prompt = derive_static_prompt(prompt)
+    tensors = SplatTensors.from_splat(splat, device)
+    lo, hi = tensors.bbox
+    cams = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
+                        elevation_deg=settings.camera_elevation_deg, device=device)
+    cond = _conditioning(prior, prompt, static_prompt)
+    generator = torch.Generator().manual_seed(0)
+    out: dict = {}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    # Stage 1: LoRA steps (fresh cache dir, so it really trains).
+    lora.remove_lora(prior.unet)
+    _reset_peak(device)
+    with tempfile.TemporaryDirectory() as cache:
+        s = settings.replace(lora_steps=warmup)
+        fit_static_prior(prior, splat, tensors, cams, s, static_prompt, JobEvents(), cache_dir=cache)
+        sync()
+        start = time.perf_counter()
+        s = settings.replace(lora_steps=lora_steps, lora_lr=settings.lora_lr * 1.0001)  # new cache key
+        fit_static_prior(prior, splat, tensors, cams, s, static_prompt, JobEvents(), cache_dir=cache)
+        sync()
+    out["lora_ms"] = 1000 * (time.perf_counter() - start) / lora_steps
+    out["lora_peak_gib"] = _peak_gib(device)
+
+    # Stage 2: MSD steps, split into sections.
+    problem = MotionProblem.build(tensors, cams, settings)
+    _reset_peak(device)
+    optimise_motion(prior, problem, cond, settings.replace(msd_steps=warmup), JobEvents(), generator)
+    timer = SectionTimer(device)
+    start = time.perf_counter()
+    optimise_motion(prior, problem, cond, settings.replace(msd_steps=msd_steps), JobEvents(), generator, timer=timer)
+    sync()
+    out["msd_ms"] = 1000 * (time.perf_counter() - start) / msd_steps
+    for name in MSD_SECTIONS:
+        out[f"msd_{name}_ms"] = timer.mean_ms(name)
+    out["msd_peak_gib"] = _peak_gib(device)
+
+    # Stage 3: refinement steps on the 2× clip (the target refresh every 10 steps is amortised).
+    if refine_steps:
+        lora.remove_lora(prior.unet)
+        _reset_peak(device)
+        s = settings.replace(refine_steps=refine_steps, refine_frame_multiplier=max(2, settings.refine_frame_multiplier))
+        sync()
+        start = time.perf_counter()
+        refine_motion(prior, problem, cond, s, JobEvents(), generator)
+        sync()
+        out["refine_ms"] = 1000 * (time.perf_counter() - start) / refine_steps
+        out["refine_peak_gib"] = _peak_gib(device)
+    lora.remove_lora(prior.unet)
+    return out
+
+
+def project_seconds(m: dict, settings: JobSettings) -> float:
+    """Projected wall time of a job with ``settings`` from per-step costs ``m``."""
+    total = settings.lora_steps * m["lora_ms"] + settings.msd_steps * m["msd_ms"]
+    total += settings.refine_steps * m.get("refine_ms", 0.0)
+    return total / 1000.0
+
+
+def run_bench(device: str = "cuda", presets: tuple[str, ...] = ("draft", "standard", "high"), gaussians: int = 200_000,
+              msd_steps: int = 6, lora_steps: int = 4, refine_steps: int = 10, reference: bool = True,
+              small: bool = False, printer=print) -> dict:
+    """Measures each preset (optimised) and the reference configuration; prints and returns a table."""
+    from animus3d_shared.samples import make_character
+
+    from .pipeline import resolve_device
+
+    dev = resolve_device(device)
+    fast_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    if small:  # CPU smoke run: the tiny prior, a small splat; same code path
+        from .priors import load_prior
+
+        prior = load_prior("tiny", device=dev, dtype=fast_dtype)
+    else:
+        prior = build_full_size_prior(dev, fast_dtype)
+    splat = make_character(seed=0, count=gaussians)
+    rows = {}
+    for preset in presets:
+        settings = JobSettings.from_preset(preset)
+        if small:
+            settings = settings.replace(resolution=32, frames=4, orbit_views=2)
+        t0 = time.perf_counter()
+        rows[preset] = measure(prior, splat, settings, dev, lora_steps=lora_steps, msd_steps=msd_steps,
+                               refine_steps=refine_steps if settings.refine_steps else 0)
+        rows[preset]["projected_s"] = project_seconds(rows[preset], settings)
+        rows[preset]["bench_wall_s"] = time.perf_counter() - t0
+        printer(f"  measured {preset}: msd {rows[preset]['msd_ms']:.1f} ms/step")
+    if reference:
+        settings = JobSettings.from_preset("standard", batched_scores=False, inversion_every=1)
+        if small:
+            settings = settings.replace(resolution=32, frames=4, orbit_views=2)
+        with _prior_dtype(prior, torch.float32):
+            rows["reference"] = measure(prior, splat, settings, dev, lora_steps=lora_steps,
+                                        msd_steps=max(2, msd_steps // 2), refine_steps=refine_steps)
+        rows["reference"]["projected_s"] = project_seconds(rows["reference"], settings)
+        printer("  measured reference (fp32, one forward per prediction, full inversion every step)")
+    return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "gaussians": gaussians,
+            "rows": rows}
+
+
+def format_table(result: dict) -> str:
+    rows = result["rows"]
+    cols = list(rows)
+    keys = ["lora_ms", "msd_ms"] + [f"msd_{s}_ms" for s in MSD_SECTIONS] + ["refine_ms", "lora_peak_gib",
+                                                                            "msd_peak_gib", "refine_peak_gib",
+                                                                            "projected_s"]
+    lines = [f"device: {result['device']}   splat: {result['gaussians']} Gaussians",
+             "| metric | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for key in keys:
+        cells = []
+        for c in cols:
+            v = rows[c].get(key)
+            cells.append("—" if v is None or v != v else (f"{v:.2f}" if "gib" in key else f"{v:.1f}"))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    if "reference" in rows and "standard" in rows:
+        ref, std = rows["reference"], rows["standard"]
+        lines.append("")
+        lines.append(f"speed-up of `standard` over the reference: MSD step {ref['msd_ms'] / std['msd_ms']:.1f}×, "
+                     f"LoRA step {ref['lora_ms'] / std['lora_ms']:.1f}×, projected job "
+                     f"{ref['projected_s'] / std['projected_s']:.1f}× "
+                     f"({ref['projected_s'] / 60:.1f} min → {std['projected_s'] / 60:.1f} min)")
+    return "\n".join(lines)

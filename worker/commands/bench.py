@@ -1,0 +1,45 @@
+"""`animus3d bench`: per-stage cost at real model sizes, optimised vs the reference configuration."""
+
+from __future__ import annotations
+
+import json
+
+from . import CommandError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
+    parser.add_argument("--preset", action="append", dest="presets",
+                        help="preset(s) to measure (default: draft, standard, high)")
+    parser.add_argument("--gaussians", type=int, default=200_000)
+    parser.add_argument("--msd-steps", type=int, default=6, help="timed MSD steps per configuration")
+    parser.add_argument("--lora-steps", type=int, default=4)
+    parser.add_argument("--refine-steps", type=int, default=10)
+    parser.add_argument("--no-reference", action="store_true", help="skip the fp32 reference configuration")
+    parser.add_argument("--small", action="store_true",
+                        help="tiny prior and small renders: a smoke run of the same code path on a CPU")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+
+
+def run(args) -> int:
+    from animus3d_shared.settings import PRESETS
+
+    from ..bench import format_table, run_bench
+
+    presets = tuple(args.presets or ("draft", "standard", "high"))
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        raise CommandError(f"unknown preset(s): {', '.join(unknown)}")
+    if args.device != "cpu" and not args.small:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CommandError("full-size benchmarks need a CUDA GPU; use --small for a CPU smoke run")
+    result = run_bench(args.device, presets, gaussians=args.gaussians, msd_steps=args.msd_steps,
+                       lora_steps=args.lora_steps, refine_steps=args.refine_steps,
+                       reference=not args.no_reference, small=args.small)
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
