@@ -149,9 +149,10 @@ class FrameWriter:
     def prepare(self) -> None:
         """Remove a previous bake if its frame count differs, record the layout, set the range."""
         obj = self.obj
-        if baked_frames(obj) not in (0, self.frames):
-            clear_animation(obj)
-            ensure_base_attributes(obj.data)
+        if int(obj.get(PROP_START, self.frame_start)) != self.frame_start:
+            remove_frames(obj, 0)  # keyframes sit on other scene frames: start again
+        elif baked_frames(obj) > self.frames:
+            remove_frames(obj, self.frames)  # keep the frames both have; they get overwritten
         obj[PROP_FRAMES] = self.frames
         obj[PROP_START] = self.frame_start
 
@@ -276,26 +277,36 @@ def bake_animation(obj, animation: Animation, scene=None, frame_start: int = 1) 
 
 
 # ---- removal ---------------------------------------------------------------------------------
-def clear_animation(obj) -> None:
-    """Remove our shape keys, their F-curves and per-frame attributes; restore rot/scale."""
+def remove_frames(obj, first: int) -> None:
+    """Remove our shape keys, their F-curves and per-frame attributes for frames ≥ ``first``."""
     mesh = obj.data
     keys = mesh.shape_keys
     if keys is not None:
         fcurves = fcurves_of(keys)
         for block in list(keys.key_blocks):
-            if block.name.startswith(KEY_PREFIX):
+            if block.name.startswith(KEY_PREFIX) and int(block.name[len(KEY_PREFIX):len(KEY_PREFIX) + 4]) >= first:
                 if fcurves is not None:
                     fc = fcurves.find(f'key_blocks["{block.name}"].value')
                     if fc is not None:
                         fcurves.remove(fc)
                 obj.shape_key_remove(block)
-        keys = mesh.shape_keys
-        if keys is not None and obj.get(PROP_OWN_BASIS) and len(keys.key_blocks) == 1:
-            obj.shape_key_remove(keys.key_blocks[0])
     for attr in [a.name for a in mesh.attributes if _FRAME_ATTR.match(a.name)]:
-        mesh.attributes.remove(mesh.attributes[attr])
+        if int(attr[len(KEY_PREFIX):len(KEY_PREFIX) + 4]) >= first:
+            mesh.attributes.remove(mesh.attributes[attr])
+    _shown.pop(obj.name, None)
+
+
+def clear_animation(obj) -> None:
+    """Remove our shape keys, their F-curves and per-frame attributes; restore rot/scale."""
+    mesh = obj.data
+    remove_frames(obj, 0)
+    keys = mesh.shape_keys
+    if keys is not None and obj.get(PROP_OWN_BASIS) and len(keys.key_blocks) == 1:
+        obj.shape_key_remove(keys.key_blocks[0])
     if BASE_ROT in mesh.attributes and BASE_SCALE in mesh.attributes:
         _write_standard(mesh, get_vector_attribute(mesh, BASE_ROT, 4), get_vector_attribute(mesh, BASE_SCALE, 3))
+        mesh.attributes.remove(mesh.attributes[BASE_ROT])
+        mesh.attributes.remove(mesh.attributes[BASE_SCALE])
     for prop in (PROP_FRAMES, PROP_START, PROP_OWN_BASIS):
         if prop in obj:
             del obj[prop]
