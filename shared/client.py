@@ -1,0 +1,225 @@
+"""A non-blocking ZeroMQ client for an Animus3D worker (used by the CLI and the Blender add-on).
+
+Nothing here blocks except ``wait_for``: the add-on calls ``poll`` from a timer, the CLI in a
+loop. ``poll`` also sends heartbeats when due and reports a worker that stopped answering as one
+local ``Error(code="unreachable")``.
+
+    client = WorkerClient("tcp://127.0.0.1:5555")
+    client.connect()
+    job = client.submit(splat, "the character waves")
+    while True:
+        for msg in client.poll():
+            ...
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Callable
+
+import zmq
+
+from .protocol import (PROTOCOL_VERSION, Attach, Cancel, Error, Heartbeat, Hello, Limits, Status, Submit,
+                       Welcome, ProtocolError, decode, encode)
+from .splat import GaussianSplat
+
+
+class ClientError(RuntimeError):
+    """The client cannot do what was asked (not connected, send queue full, …)."""
+
+
+class WorkerUnreachable(ClientError):
+    """The worker did not answer within the client's timeout."""
+
+
+class WorkerClient:
+    """A DEALER socket to one worker. Not thread-safe: use it from one thread."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        curve_server_public: bytes | None = None,
+        curve_client_public: bytes | None = None,
+        curve_client_secret: bytes | None = None,
+        heartbeat_interval_s: float = 2.0,
+        timeout_s: float = 10.0,
+        client_name: str = "animus3d-cli",
+        limits: Limits | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
+        curve = (curve_server_public, curve_client_public, curve_client_secret)
+        if any(k is not None for k in curve) and not all(k is not None for k in curve):
+            raise ClientError("CURVE needs the server public key and the client public and secret keys")
+        self.address = address
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.timeout_s = timeout_s
+        self.client_name = client_name
+        self.limits = limits or Limits()
+        self._curve = curve if all(k is not None for k in curve) else None
+        self._context = context or zmq.Context.instance()
+        self._socket: zmq.Socket | None = None
+        self._connected_at: float | None = None
+        self._last_received: float | None = None
+        self._last_sent: float = 0.0
+        self._lost_reported = False
+        self._backlog: collections.deque[Any] = collections.deque()
+        self.welcome: Welcome | None = None
+
+    # ---- state ------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """WELCOME received and the worker spoke within ``timeout_s``."""
+        return self.welcome is not None and not self._silent_too_long(time.monotonic())
+
+    @property
+    def lost(self) -> bool:
+        """The worker has said nothing for ``timeout_s`` since connecting (or since it last spoke)."""
+        return self._connected_at is not None and self._silent_too_long(time.monotonic())
+
+    def _silent_too_long(self, now: float) -> bool:
+        if self._connected_at is None:
+            return True
+        last = self._last_received if self._last_received is not None else self._connected_at
+        return now - last > self.timeout_s
+
+    # ---- connection ---------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Opens the socket and sends HELLO. Never blocks; the WELCOME arrives through ``poll``."""
+        if self._socket is not None:
+            raise ClientError("already connected; close() first")
+        sock = self._context.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.sndhwm = 100
+        if self._curve is not None:
+            server_public, client_public, client_secret = self._curve
+            sock.curve_serverkey = server_public
+            sock.curve_publickey = client_public
+            sock.curve_secretkey = client_secret
+        try:
+            sock.connect(self.address)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise ClientError(f"cannot connect to {self.address}: {exc}") from None
+        self._socket = sock
+        self._connected_at = time.monotonic()
+        self._last_received = None
+        self._lost_reported = False
+        self.welcome = None
+        self._send(Hello(protocol_version=PROTOCOL_VERSION, client_name=self.client_name))
+
+    def close(self) -> None:
+        """Closes the socket at once (linger 0). Jobs on the worker keep running."""
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+        self._connected_at = None
+
+    def __enter__(self) -> "WorkerClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- requests -----------------------------------------------------------------------------
+    def submit(self, splat: GaussianSplat, prompt: str, *, static_prompt: str | None = None,
+               settings: dict | None = None, seed: int = 0) -> None:
+        """Sends SUBMIT; ACCEPTED (with the job id) or ERROR arrives through ``poll``."""
+        self._send(Submit(splat=splat, prompt=prompt, static_prompt=static_prompt or "",
+                          settings=dict(settings or {}), seed=int(seed)))
+
+    def cancel(self, job_id: str) -> None:
+        self._send(Cancel(job_id=job_id))
+
+    def attach(self, job_id: str) -> None:
+        """Makes this client the one the job's progress and result go to."""
+        self._send(Attach(job_id=job_id))
+
+    def request_status(self) -> None:
+        self._send(Status())
+
+    def send_raw(self, frames: list[bytes]) -> None:
+        """Sends frames as they are (for tests of the worker's input validation)."""
+        self._require_socket().send_multipart(frames, zmq.NOBLOCK)
+        self._last_sent = time.monotonic()
+
+    def _require_socket(self) -> zmq.Socket:
+        if self._socket is None:
+            raise ClientError("not connected: call connect() first")
+        return self._socket
+
+    def _send(self, message: Any) -> None:
+        sock = self._require_socket()
+        try:
+            sock.send_multipart(encode(message), zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise ClientError(f"send queue to {self.address} is full (is the worker running?)") from None
+        self._last_sent = time.monotonic()
+
+    # ---- receiving ----------------------------------------------------------------------------
+    def poll(self, max_messages: int = 16, max_time_s: float = 0.005) -> list[Any]:
+        """Returns up to ``max_messages`` messages received so far, spending at most about ``max_time_s``.
+
+        Never blocks. Sends a HEARTBEAT when one is due. Malformed replies from the worker become
+        local ``Error`` messages; a silent worker becomes one ``Error(code="unreachable")``.
+        """
+        sock = self._require_socket()
+        out: list[Any] = []
+        while self._backlog and len(out) < max_messages:
+            out.append(self._backlog.popleft())
+        start = time.monotonic()
+        while len(out) < max_messages:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            now = time.monotonic()
+            self._last_received = now
+            self._lost_reported = False
+            try:
+                message = decode(frames, self.limits)
+            except ProtocolError as exc:
+                out.append(Error(code=exc.code, message=f"bad reply from worker: {exc.message}"))
+            else:
+                if isinstance(message, Welcome):
+                    self.welcome = message
+                if not isinstance(message, Heartbeat):
+                    out.append(message)
+            if now - start >= max_time_s:
+                break
+        now = time.monotonic()
+        if now - self._last_sent >= self.heartbeat_interval_s:
+            try:
+                self._send(Heartbeat())
+            except ClientError:
+                pass  # the queue is full because the worker is gone; `lost` will say so
+        if self._silent_too_long(now) and not self._lost_reported:
+            self._lost_reported = True
+            out.append(Error(code="unreachable",
+                             message=f"worker at {self.address} did not answer within {self.timeout_s:g} s"))
+        return out
+
+    def wait_for(self, predicate: Callable[[Any], bool], timeout_s: float) -> Any:
+        """Blocks until a message satisfies ``predicate`` (CLI and tests only).
+
+        Messages that do not match stay queued for the next ``poll``. Raises ``WorkerUnreachable``
+        if the worker goes silent and ``TimeoutError`` after ``timeout_s``.
+        """
+        sock = self._require_socket()
+        deadline = time.monotonic() + timeout_s
+        skipped: list[Any] = []
+        try:
+            while True:
+                for message in self.poll(max_messages=64, max_time_s=0.05):
+                    if isinstance(message, Error) and message.code == "unreachable" and not predicate(message):
+                        raise WorkerUnreachable(message.message)
+                    if predicate(message):
+                        return message
+                    skipped.append(message)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no matching reply from {self.address} within {timeout_s:g} s")
+                sock.poll(int(min(left, self.heartbeat_interval_s, 0.2) * 1000) + 1, zmq.POLLIN)
+        finally:
+            self._backlog.extendleft(reversed(skipped))
