@@ -142,7 +142,7 @@ class FrameWriter:
         self._indices: np.ndarray | None = None
         self._pending: list[int] = []
         self._units = None
-        self._unit_cost = 0.002
+        self._unit_cost = 0.006
         self.frames_written = 0
 
     # -- structure
@@ -189,8 +189,10 @@ class FrameWriter:
             except StopIteration:
                 self._units = None
                 self.frames_written += 1
+            # A slowly decaying maximum: units differ in cost, so a cheap unit must not make the
+            # writer start an expensive one right before the deadline.
             cost = time.perf_counter() - now
-            self._unit_cost = max(0.5 * self._unit_cost, cost) if cost < 0.1 else self._unit_cost
+            self._unit_cost = max(0.9 * self._unit_cost, min(cost, 0.05))
         return self.done
 
     def run(self) -> None:

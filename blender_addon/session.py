@@ -223,6 +223,9 @@ class Session:
         elif job.pending_preview is not None and (job.writer is None or job.writer.done) and not job.writer_is_result:
             anim, indices = _animation_of(job.pending_preview)
             job.pending_preview = None
+            if indices is None and anim.num_gaussians != len(obj.data.vertices):
+                job.message = f"preview of {anim.num_gaussians} Gaussians (subsampled, no indices) not shown"
+                return True
             job.writer = _writer_for(obj, anim.num_frames, job.writer)
             job.writer.load(anim, indices)
             job.previews_applied += 1
