@@ -154,3 +154,35 @@ def test_killed_worker_gives_a_clear_error_in_time(user_dir, tmp_path, worker):
     assert "did not answer" in r["error"]
     assert r["detect_s"] < 3.0 + 2.0  # heartbeat timeout (3 s in the scenario) plus slack
     assert r["max_tick_s"] < 0.1
+
+
+def test_bake_blend_writes_a_file_that_plays(tmp_path, user_dir):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from animus3d_shared import ply, samples
+    from animus3d_shared.deformation import Animation
+
+    splat = samples.make_test_blob(seed=2, count=600)
+    ply.write_ply(tmp_path / "s.ply", splat)
+    anim = Animation.identity(6, 600)
+    np.savez(tmp_path / "a.npz", delta_position=anim.delta_position + 0.05, delta_rotation=anim.delta_rotation,
+             delta_scale=anim.delta_scale, fps=np.float32(8))
+    out = tmp_path / "demo" / "demo.blend"
+    proc = subprocess.run([sys.executable, str(ROOT / "blender_addon" / "bake_blend.py"), "--ply", str(tmp_path / "s.ply"),
+                           "--animation", str(tmp_path / "a.npz"), "--out", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = run_scenario("check_blend.py", user_dir, str(out))
+    assert r["object"] == "s" and r["vertices"] == 600
+    assert r["keys"] == ["Basis"] + [f"animus3d_f{t:04d}" for t in range(6)]
+    assert r["range"] == [1, 6] and r["frames_prop"] == 6 and r["modifiers"] == ["Animus3D Display"]
+
+
+def test_bake_500k_gaussians_16_frames_under_3s(user_dir):
+    r = run_scenario("bake_benchmark.py", user_dir, "500000", "16", timeout=300)
+    print(f"\nbake of 16 frames x 500k Gaussians: {r['bake_s']:.2f} s (import {r['import_s']:.2f} s, "
+          f"frame change {r['frame_change_s'] * 1e3:.0f} ms)")
+    assert r["ok"] and r["bake_s"] < 3.0
