@@ -34,11 +34,16 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
         if SESSION.connected and welcome is not None:
             box.label(text=f"Device: {getattr(welcome, 'device', '?')}", icon="CHECKMARK")
             models = getattr(welcome, "models", None)
-            if models:
+            if isinstance(models, dict):
+                for role, model in models.items():
+                    box.label(text=f"{role}: {model}")
+            elif models:
                 box.label(text="Models: " + ", ".join(str(m) for m in models))
             status = SESSION.status
             if status is not None:
-                box.label(text=f"Queue: {getattr(status, 'queue_length', getattr(status, 'queued', '?'))}")
+                queue = getattr(status, "queue", None) or []
+                running = getattr(status, "running", None)
+                box.label(text=f"Queue: {len(queue)} waiting, {'1 running' if running else 'idle'}")
         else:
             box.label(text="Not connected", icon="ERROR" if SESSION.error else "INFO")
         if SESSION.error:

@@ -24,6 +24,7 @@ TICK_INTERVAL = 0.05
 TICK_BUDGET_S = 0.012  # frame writing stops when the next unit would pass this
 POLL_MAX_MESSAGES = 16
 POLL_MAX_TIME_S = 0.003
+STATUS_EVERY_S = 5.0  # queue/state refresh for the panel while connected
 PROP_JOB = "animus3d_job_id"
 ACTIVE_PHASES = ("submitting", "running", "baking")
 
@@ -72,6 +73,7 @@ class Session:
         self.error = ""
         self.job: JobState | None = None
         self.tick_durations: deque[float] = deque(maxlen=4096)
+        self._status_asked = 0.0
 
     # ---- connection ----------------------------------------------------------------------
     def connect(self, address: str, heartbeat_timeout_s: float | None = None) -> None:
@@ -142,6 +144,10 @@ class Session:
             for msg in self.client.poll(max_messages=POLL_MAX_MESSAGES, max_time_s=POLL_MAX_TIME_S):
                 self._handle(msg)
                 changed = True
+            now = time.monotonic()
+            if self.welcome is not None and now - self._status_asked > STATUS_EVERY_S:
+                self._status_asked = now
+                self.client.request_status()
         if self.job is not None:
             changed |= self._advance(deadline)
         if changed:
