@@ -147,7 +147,10 @@ class Session:
             now = time.monotonic()
             if self.welcome is not None and now - self._status_asked > STATUS_EVERY_S:
                 self._status_asked = now
-                self.client.request_status()
+                try:
+                    self.client.request_status()
+                except RuntimeError:
+                    pass  # send queue full: the worker is gone, and poll reports it
         if self.job is not None:
             changed |= self._advance(deadline)
         if changed:
