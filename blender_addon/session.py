@@ -252,6 +252,9 @@ class Session:
                         bake.apply_frame(obj, scene.frame_current)
                 obj.data.update()
                 if job.writer_is_result:
+                    if scene is not None and job.result_animation is not None:
+                        scene.render.fps = max(1, int(round(job.result_animation.fps)))
+                        scene.render.fps_base = 1.0
                     job.phase, job.message = "done", "animation baked"
                     _store_job_id(job, "")
                     _undo_push("Animus3D: bake animation")
