@@ -33,6 +33,10 @@ props = scene.animus3d
 props.prompt = "the blob bounces up and down"
 props.preset = "test"
 props.seed = 7
+if mode in ("cancel", "kill"):  # a long MSD stage, so the job is surely running when we act
+    props.use_advanced = True
+    props.lora_steps = 2
+    props.msd_steps = 20000
 assert bpy.ops.animus3d.animate() == {"FINISHED"}
 result["static_prompt"] = props.static_prompt
 job = session.SESSION.job
@@ -53,13 +57,13 @@ result["object_job_id"] = obj.get("animus3d_job_id", "")
 result["welcome_device"] = str(getattr(session.SESSION.welcome, "device", ""))
 
 if mode == "cancel":
-    run_ticks(addon, lambda: job.stage != "" or finished(), 120)
+    run_ticks(addon, lambda: job.stage == "msd" or finished(), 120)
     assert bpy.ops.animus3d.cancel() == {"FINISHED"}
     t0 = time.monotonic()
     run_ticks(addon, finished, 60)
     result.update(phase=job.phase, cancel_s=time.monotonic() - t0, scene_job_id_after=props.job_id, error=job.error)
 elif mode == "kill":
-    run_ticks(addon, lambda: job.stage != "" or finished(), 120)
+    run_ticks(addon, lambda: job.stage == "msd" or finished(), 120)
     os.kill(worker_pid, signal.SIGKILL)
     t0 = time.monotonic()
     run_ticks(addon, finished, 30)
