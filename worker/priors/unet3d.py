@@ -9,6 +9,7 @@ through this very code.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -44,16 +45,44 @@ def _load_weights(cls, source: str, subfolder: str, dtype: torch.dtype, local: b
     return cls.from_pretrained(source, subfolder=subfolder, local_files_only=local, **kwargs)
 
 
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` set)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _load_components(source: str, dtype: torch.dtype, local: bool, cache_only: bool = True) -> tuple:
+    """(unet, vae, text_encoder, tokenizer, scheduler); hub ids read only the local cache if ``cache_only``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    files_only = local or cache_only
+    unet = _load_weights(UNet3DConditionModel, source, "unet", dtype, files_only, torch_dtype=dtype)
+    vae = _load_weights(AutoencoderKL, source, "vae", dtype, files_only, torch_dtype=dtype)
+    text_encoder = _load_weights(CLIPTextModel, source, "text_encoder", dtype, files_only)
+    tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=files_only)
+    scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=files_only)
+    return unet, vae, text_encoder, tokenizer, scheduler
+
+
+def _load_error(source: str, local: bool, exc: Exception) -> PriorLoadError:
+    text = str(exc).strip()
+    reason = f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no details'}"
+    if local:
+        return PriorLoadError(f"cannot load prior from folder {source}: {reason}")
+    return PriorLoadError(
+        f"cannot load prior {source!r} from the local Hugging Face cache or the hub ({reason}); "
+        f"without hub access, download the model first (`huggingface-cli download {source} --local-dir DIR`) "
+        f"and point the spec at DIR")
+
+
 def load_unet3d_prior(source: str | Path, *, name: str | None = None, device: torch.device | str = "cpu",
                       dtype: torch.dtype = torch.float32, local: bool | None = None) -> VideoPrior:
     """Loads a UNet3D-family prior from a local diffusers folder or a hub id (cache only if offline).
 
-    ``local`` defaults to True when ``source`` is an existing directory. Any failure is raised as
-    ``PriorLoadError`` with a one-line reason.
+    ``local`` defaults to True when ``source`` is an existing directory. A hub id is read from the
+    local hub cache first and fetched only when it is not there and ``HF_HUB_OFFLINE`` is unset.
+    Any failure is raised as ``PriorLoadError`` with a one-line reason.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
     path = Path(source).expanduser()
     if local is None:
         local = path.is_dir()
@@ -64,22 +93,16 @@ def load_unet3d_prior(source: str | Path, *, name: str | None = None, device: to
         source = str(source)
     name = name or source
     try:
-        unet = _load_weights(UNet3DConditionModel, source, "unet", dtype, local, torch_dtype=dtype)
-        vae = _load_weights(AutoencoderKL, source, "vae", dtype, local, torch_dtype=dtype)
-        text_encoder = _load_weights(CLIPTextModel, source, "text_encoder", dtype, local)
-        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=local)
-        scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=local)
-    except PriorLoadError:
-        raise
+        components = _load_components(source, dtype, local)
     except Exception as exc:  # diffusers/transformers/hub raise many types; report one clear line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if local:
-            raise PriorLoadError(f"cannot load prior from folder {source}: {type(exc).__name__}: {reason}") from exc
-        raise PriorLoadError(
-            f"cannot load prior {source!r} from the Hugging Face hub or its local cache ({type(exc).__name__}: "
-            f"{reason}); this machine may have no hub access: download the model first "
-            f"(`huggingface-cli download {source} --local-dir DIR`) and point the spec at DIR") from exc
-    prior = VideoPrior(name, unet, vae, text_encoder, tokenizer, scheduler, device=device, dtype=dtype)
+        if not local and not hub_offline():
+            try:  # not in the local hub cache: try the hub itself (retries for a while when unreachable)
+                components = _load_components(source, dtype, False, cache_only=False)
+            except Exception as online_exc:
+                raise _load_error(source, local, online_exc) from online_exc
+        else:
+            raise _load_error(source, local, exc) from exc
+    prior = VideoPrior(name, *components, device=device, dtype=dtype)
     log.info("loaded prior %s (%s, %s) unet=%.0fM params", name, prior.device, dtype,
-             sum(p.numel() for p in unet.parameters()) / 1e6)
+             sum(p.numel() for p in prior.unet.parameters()) / 1e6)
     return prior
