@@ -308,7 +308,7 @@ def _store_job_id(job: JobState, job_id: str) -> None:
 
 def _undo_push(message: str) -> None:
     try:
-        bpy.ed.undo_push(message=message)
+        bpy.ops.ed.undo_push(message=message)
     except (RuntimeError, AttributeError):
         pass  # no undo stack in background mode
 
