@@ -221,6 +221,8 @@ class Session:
 
     def _write(self, job: JobState, obj, deadline: float) -> bool:
         changed = False
+        if job.writer is None and job.writer_is_result and job.phase == "baking":
+            job.pending_result = job.result_animation  # the writer was dropped (undo): bake again
         if job.pending_result is not None:
             anim, indices = _animation_of(job.pending_result)
             job.pending_result = None
@@ -279,6 +281,8 @@ def _writer_for(obj, frames: int, current: bake.FrameWriter | None) -> bake.Fram
 
 
 def _animation_of(msg) -> tuple[Animation, np.ndarray | None]:
+    if isinstance(msg, Animation):
+        return msg, None
     anim = getattr(msg, "animation", None)
     if anim is None:
         anim = Animation(msg.delta_position, msg.delta_rotation, msg.delta_scale, float(getattr(msg, "fps", 8.0)))
