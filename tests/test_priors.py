@@ -197,3 +197,25 @@ def test_bad_spec_is_a_clear_error():
         load_prior("not a spec at all")
     with pytest.raises(PriorLoadError, match="non-empty"):
         load_prior("")
+
+
+def test_half_dtype_prefers_fp16_variant_files(tiny_folder, tmp_path):
+    import shutil
+
+    from diffusers import UNet3DConditionModel
+
+    folder = tmp_path / "variant"
+    shutil.copytree(tiny_folder, folder)
+    unet = UNet3DConditionModel.from_pretrained(str(folder), subfolder="unet")
+    with torch.no_grad():
+        unet.conv_in.bias.fill_(0.5)  # marks the variant's weights
+    shutil.rmtree(folder / "unet")
+    unet.to(torch.float16).save_pretrained(str(folder / "unet"), variant="fp16")
+    prior = load_prior(str(folder), dtype=torch.bfloat16)
+    assert prior.unet.dtype == torch.bfloat16 and prior.text_encoder.dtype == torch.bfloat16
+    assert torch.all(prior.unet.conv_in.bias == 0.5)
+    # Without the default weights a float32 load cannot succeed, and says why in one line.
+    with pytest.raises(PriorLoadError, match="cannot load prior from folder"):
+        load_prior(str(folder), dtype=torch.float32)
+    # A folder without fp16 variant files still loads in half precision (falls back to the default files).
+    assert load_prior(str(tiny_folder), dtype=torch.bfloat16).unet.dtype == torch.bfloat16
