@@ -65,6 +65,8 @@ class VideoPrior:
         """CLIP hidden states ``[len(prompts), 77, D]`` (cached per prompt string)."""
         if isinstance(prompts, str):
             raise TypeError("encode_text takes a list of prompts, not a single string")
+        if not prompts:
+            raise ValueError("encode_text needs at least one prompt")
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
         if missing:
             tokens = self.tokenizer(missing, padding="max_length", max_length=self.max_text_length,
