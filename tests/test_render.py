@@ -158,7 +158,8 @@ def dense_reference(means, quats, scales, opacities, colors, cams, background):
                             indexing="ij")
     out_img, out_alpha = [], []
     for c in range(len(cams)):
-        R, t, K = cams.viewmats[c, :3, :3].to(means.dtype), cams.viewmats[c, :3, 3].to(means.dtype), cams.Ks[c].to(means.dtype)
+        view, K = cams.viewmats[c].to(means.dtype), cams.Ks[c].to(means.dtype)
+        R, t = view[:3, :3], view[:3, 3]
         rs = quat_to_rotmat(quats) * scales[:, None, :]
         cov_c = R @ (rs @ rs.transpose(1, 2)) @ R.T
         p = means @ R.T + t
@@ -170,7 +171,8 @@ def dense_reference(means, quats, scales, opacities, colors, cams, background):
             x, y, z = p[g]
             if z <= 0.01:
                 continue
-            J = torch.stack([torch.stack([fx / z, 0 * z, -fx * x / z**2]), torch.stack([0 * z, fy / z, -fy * y / z**2])])
+            J = torch.stack([torch.stack([fx / z, 0 * z, -fx * x / z**2]),
+                             torch.stack([0 * z, fy / z, -fy * y / z**2])])
             cov2 = J @ cov_c[g] @ J.T + 0.3 * torch.eye(2, dtype=means.dtype)
             conic = torch.linalg.inv(cov2)
             dx, dy = xs - (fx * x / z + cx), ys - (fy * y / z + cy)
