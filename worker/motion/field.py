@@ -101,12 +101,12 @@ class MotionField(nn.Module):
             nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(),
         )
-        self.position_head = nn.Linear(hidden_dim, 3)
-        self.rotation_head = nn.Linear(hidden_dim, 3)  # axis-angle (radians)
-        self.scale_head = nn.Linear(hidden_dim, 3)  # log-scale
+        self.position_head = nn.Linear(hidden_dim, 3, bias=False)
+        self.rotation_head = nn.Linear(hidden_dim, 3, bias=False)  # axis-angle (radians)
+        self.scale_head = nn.Linear(hidden_dim, 3, bias=False)  # log-scale
+        # No biases: a constant would cancel in the difference to t = 0 anyway.
         for head in (self.position_head, self.rotation_head, self.scale_head):
             nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
 
     def normalise_positions(self, means: torch.Tensor) -> torch.Tensor:
         """World positions → the HexPlane's [-1, 1] cube (the padded bbox)."""

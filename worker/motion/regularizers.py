@@ -6,7 +6,8 @@
 - :func:`arap_loss` is classic as-rigid-as-possible energy: each anchor's best-fit rotation
   (weighted Procrustes, detached as in the local/global solver) and the weighted residual of
   its deformed edges against the rotated rest edges.
-- :func:`tv3d_loss` penalises temporal acceleration (second differences over frames).
+- :func:`tv3d_loss` penalises temporal acceleration (second differences over frames, and the
+  change of frame-to-frame rotation increments).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from .quaternion import MotionInputError
+from .quaternion import MotionInputError, quat_multiply, quat_normalise
 
 _CHUNK_ELEMENTS = 1 << 25  # largest [queries × candidates] distance block (128 MiB float32)
 
@@ -247,9 +248,10 @@ def tv3d_loss(
 ) -> torch.Tensor:
     """Temporal smoothness: mean squared second difference over frames (0 for constant velocity).
 
-    Each given delta contributes ``mean over (t, i) of ‖δ[t+1] − 2δ[t] + δ[t−1]‖²``; quaternion
-    signs are aligned frame to frame first (q and −q are the same rotation). Fewer than three
-    frames give 0.
+    Positions and log-scales contribute ``mean over (t, i) of ‖δ[t+1] − 2δ[t] + δ[t−1]‖²``;
+    rotations contribute the mean squared change of the frame-to-frame rotation increment
+    ``dq[t+1] ⊗ dq[t]⁻¹`` (zero for a constant angular velocity, blind to q versus −q). Assumes
+    evenly spaced frames. Fewer than three frames give 0.
 
     Args:
         dpos: [T, N, 3]; dquat: [T, N, 4] or None; dlogscale: [T, N, 3] or None.
@@ -271,7 +273,7 @@ def tv3d_loss(
         return total
     total = total + _mean_squared_acceleration(dpos)
     if dquat is not None:
-        total = total + _mean_squared_acceleration(_align_quaternion_signs(dquat))
+        total = total + _rotation_acceleration(dquat)
     if dlogscale is not None:
         total = total + _mean_squared_acceleration(dlogscale)
     return total
@@ -282,9 +284,16 @@ def _mean_squared_acceleration(x: torch.Tensor) -> torch.Tensor:
     return second.square().sum(-1).mean()
 
 
-def _align_quaternion_signs(q: torch.Tensor) -> torch.Tensor:
-    """Flip signs so consecutive frames' quaternions have a non-negative dot product."""
+def _rotation_acceleration(q: torch.Tensor) -> torch.Tensor:
+    """Mean squared change of the per-frame rotation increment ``q[t+1] ⊗ q[t]⁻¹``.
+
+    Zero for a constant angular velocity (about a fixed axis); the increments are put in the
+    w ≥ 0 hemisphere first, so q and −q (the same rotation) are treated alike.
+    """
+    q = quat_normalise(q)
+    inverse = q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
+    increments = quat_multiply(q[1:], inverse[:-1])
     with torch.no_grad():
-        step = torch.where((q[1:] * q[:-1]).sum(-1) < 0, -1.0, 1.0)
-        sign = torch.cat((torch.ones_like(step[:1]), torch.cumprod(step, dim=0)))
-    return q * sign.unsqueeze(-1).to(q.dtype)
+        sign = torch.where(increments[..., :1] < 0, -1.0, 1.0).to(q.dtype)
+    increments = increments * sign
+    return (increments[1:] - increments[:-1]).square().sum(-1).mean()
