@@ -14,13 +14,11 @@ start at zero, so a new field is the identity at every time. The field is contin
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
 from .hexplane import HexPlane
-from .quaternion import MotionInputError, quat_from_axis_angle, quat_identity, quat_multiply, quat_normalise
+from .quaternion import MotionInputError, quat_from_axis_angle, quat_multiply, quat_normalise
 
 BBOX_PADDING = 0.05  # fraction of each extent (plus of the diagonal) added around the bbox
 
@@ -129,7 +127,7 @@ class MotionField(nn.Module):
         if means.shape[0] == 0:
             raise MotionInputError("means is empty")
         times = self._check_times(times, means.device)
-        num_times, n = times.shape[0], means.shape[0]
+        num_times = times.shape[0]
 
         coords = self.normalise_positions(means.to(self.bbox_min.dtype))
         # Evaluate t = 0 alongside the queried times: row 0 is the reference.
@@ -141,7 +139,7 @@ class MotionField(nn.Module):
         dpos = torch.where(at_zero, 0.0, (raw_pos[1:] - raw_pos[:1]) * self.position_scale)
         dlogscale = torch.where(at_zero, 0.0, raw_scale[1:] - raw_scale[:1])
         dquat = quat_from_axis_angle(raw_rot[1:] - raw_rot[:1])
-        dquat = torch.where(at_zero, quat_identity(num_times, n, device=dquat.device, dtype=dquat.dtype), dquat)
+        dquat = torch.where(at_zero, dquat.new_tensor([1.0, 0.0, 0.0, 0.0]), dquat)
         return dpos, dquat, dlogscale
 
     def plane_regularizer(
