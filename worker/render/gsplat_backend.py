@@ -1,7 +1,10 @@
 """Thin wrapper around ``gsplat.rasterization`` (CUDA only), imported lazily.
 
 gsplat takes leading batch dimensions on every input, so the B deformed copies of a splat are
-rendered from the C cameras in one call: means [B,N,3], viewmats [B,C,4,4], backgrounds [B,C,D].
+rendered from the C cameras in one call: means [B,N,3], viewmats [B,C,4,4]. The background is
+composited here (colour + (1 − α)·background) rather than by gsplat: gsplat 1.5.3's packed path
+checks ``backgrounds`` against the packed (not the image) dimensions and rejects every batched shape
+(seen on an H100).
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ def rasterize_gsplat(
         far_plane=far_plane,
         eps2d=eps2d,
         packed=packed,
-        backgrounds=background.to(colors.dtype).expand(B, C, D).contiguous(),
         render_mode="RGB",
         rasterize_mode="classic",
     )
+    images = images + (1.0 - alphas) * background.to(images.dtype).reshape(*([1] * (images.dim() - 1)), D)
     return images, alphas
