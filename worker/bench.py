@@ -132,10 +132,17 @@ def measure(prior, splat, settings: JobSettings, device: torch.device, *, lora_s
     # Stage 2: MSD steps, split into sections.
     problem = MotionProblem.build(tensors, cams, settings)
     _reset_peak(device)
-    optimise_motion(prior, problem, cond, settings.replace(msd_steps=warmup), JobEvents(), generator)
+    # As the pipeline does: on a GPU, ε_static and the inversion use a LoRA-merged UNet copy.
+    static_model = None
+    if device.type == "cuda" and settings.batched_scores and settings.static_prior == "lora":
+        static_model = prior.with_unet(lora.merged_copy(prior.unet))
+    optimise_motion(prior, problem, cond, settings.replace(msd_steps=warmup), JobEvents(), generator,
+                    static_model=static_model)
     timer = SectionTimer(device)
     start = time.perf_counter()
-    optimise_motion(prior, problem, cond, settings.replace(msd_steps=msd_steps), JobEvents(), generator, timer=timer)
+    optimise_motion(prior, problem, cond, settings.replace(msd_steps=msd_steps), JobEvents(), generator, timer=timer,
+                    static_model=static_model)
+    del static_model
     sync()
     out["msd_ms"] = 1000 * (time.perf_counter() - start) / msd_steps
     for name in MSD_SECTIONS:
@@ -226,4 +233,45 @@ def format_table(result: dict) -> str:
                      f"LoRA step {ref['lora_ms'] / std['lora_ms']:.1f}×, projected job "
                      f"{ref['projected_s'] / std['projected_s']:.1f}× "
                      f"({ref['projected_s'] / 60:.1f} min → {std['projected_s'] / 60:.1f} min)")
+    return "\n".join(lines)
+
+
+def unet_forward_table(prior, device: torch.device, frames: int = 16, latent: int = 32, repeats: int = 5) -> dict:
+    """ms per UNet forward for each dtype, with and without LoRA (fp32 LoRA weights, and LoRA cast to the
+    base dtype), at batch 1 and 3 — what decides the pipeline's precision and batching."""
+    from .priors import lora
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    table: dict[str, dict[str, float]] = {}
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        with _prior_dtype(prior, dtype):
+            for variant in ("no_lora", "lora_fp32", "lora_cast"):
+                lora.remove_lora(prior.unet)
+                if variant != "no_lora":
+                    params = lora.inject_lora(prior.unet, rank=16, alpha=16.0)
+                    if variant == "lora_cast":
+                        for p in params:
+                            p.data = p.data.to(dtype)
+                for batch in (1, 3):
+                    x = torch.randn(batch, prior.latent_channels, frames, latent, latent, device=device, dtype=dtype)
+                    text = torch.randn(batch, 77, prior.unet.config.cross_attention_dim, device=device, dtype=dtype)
+                    t = torch.full((batch,), 500, device=device, dtype=torch.long)
+                    with torch.no_grad():
+                        for _ in range(2):
+                            prior.predict_noise(x, t, text, lora=variant != "no_lora")
+                        sync()
+                        start = time.perf_counter()
+                        for _ in range(repeats):
+                            prior.predict_noise(x, t, text, lora=variant != "no_lora")
+                        sync()
+                    key = f"{str(dtype).replace('torch.', '')}/{variant}"
+                    table.setdefault(key, {})[f"batch{batch}"] = 1000 * (time.perf_counter() - start) / repeats
+            lora.remove_lora(prior.unet)
+    return table
+
+
+def format_unet_table(table: dict) -> str:
+    lines = ["| UNet forward (16×32×32 latents) | batch 1 ms | batch 3 ms |", "|---|---|---|"]
+    for key, row in table.items():
+        lines.append(f"| {key} | {row['batch1']:.1f} | {row['batch3']:.1f} |")
     return "\n".join(lines)

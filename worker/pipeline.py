@@ -172,9 +172,15 @@ def run_job(
         if settings.preview_every and (step % settings.preview_every == 0 or step == total):
             events.preview(field_animation(problem, frames, settings.fps, preview_index), stage)
 
+    # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from
+    # a copy of the UNet with the LoRA merged in (plain layers; +1 UNet of memory).
+    static_model = None
+    if settings.static_prior == "lora" and dev.type == "cuda":
+        static_model = prior.with_unet(lora.merged_copy(prior.unet))
     relay = JobEvents(on_progress=stage_progress("msd", 3.0 + inv), cancel_event=events.cancel_event)
     msd = optimise_motion(prior, problem, cond, settings, relay, generator,
-                          on_step=lambda s, n: send_preview(s, n, "msd", settings.frames))
+                          on_step=lambda s, n: send_preview(s, n, "msd", settings.frames), static_model=static_model)
+    del static_model
     done_work["value"] += weights["msd"]
     timings["msd"] = time.perf_counter() - t0
 

@@ -19,6 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--small", action="store_true",
                         help="tiny prior and small renders: a smoke run of the same code path on a CPU")
     parser.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+    parser.add_argument("--unet-only", action="store_true",
+                        help="only the UNet forward table (dtype × LoRA × batch), not the stages")
 
 
 def run(args) -> int:
@@ -30,11 +32,18 @@ def run(args) -> int:
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise CommandError(f"unknown preset(s): {', '.join(unknown)}")
-    if args.device != "cpu" and not args.small:
-        import torch
+    import torch
 
+    if args.device != "cpu" and not args.small:
         if not torch.cuda.is_available():
             raise CommandError("full-size benchmarks need a CUDA GPU; use --small for a CPU smoke run")
+    if args.unet_only:
+        from ..bench import build_full_size_prior, format_unet_table, unet_forward_table
+        from ..pipeline import resolve_device
+
+        dev = resolve_device(args.device)
+        print(format_unet_table(unet_forward_table(build_full_size_prior(dev, torch.float32), dev)))
+        return 0
     result = run_bench(args.device, presets, gaussians=args.gaussians, msd_steps=args.msd_steps,
                        lora_steps=args.lora_steps, refine_steps=args.refine_steps,
                        reference=not args.no_reference, small=args.small)

@@ -56,6 +56,15 @@ class VideoPrior:
             self.max_text_length = 77
         self._text_cache: dict[str, torch.Tensor] = {}
 
+    def with_unet(self, unet) -> "VideoPrior":
+        """The same prior (VAE, text encoder, scheduler, text cache) with another UNet, e.g. a
+        LoRA-merged copy that represents the static object."""
+        import copy
+
+        view = copy.copy(self)
+        view.unet = unet
+        return view
+
     def __repr__(self) -> str:
         return f"VideoPrior({self.name!r}, device={self.device}, dtype={self.dtype})"
 

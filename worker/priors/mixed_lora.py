@@ -25,13 +25,18 @@ def per_sample_lora(unet: nn.Module, mask: torch.Tensor) -> Iterator[None]:
     from peft.tuners.lora import LoraLayer
 
     batch = int(mask.shape[0])
+    expanded: dict[tuple, torch.Tensor] = {}  # (rows, ndim, dtype, device) -> mask, built once per forward
 
     def gate(_module, _inputs, output):
         rows = output.shape[0]
         if rows % batch:
             raise RuntimeError(f"LoRA layer saw {rows} rows, not a multiple of the batch {batch}")
-        m = mask.to(device=output.device, dtype=output.dtype).repeat_interleave(rows // batch)
-        return output * m.reshape(rows, *([1] * (output.dim() - 1)))
+        key = (rows, output.dim(), output.dtype, output.device)
+        m = expanded.get(key)
+        if m is None:
+            m = torch.repeat_interleave(mask, rows // batch).to(device=output.device, dtype=output.dtype)
+            m = expanded[key] = m.reshape(rows, *([1] * (output.dim() - 1)))
+        return output * m
 
     handles = []
     for module in unet.modules():

@@ -125,19 +125,28 @@ def choose_views(step: int, cameras: Cameras, settings: JobSettings, generator: 
 
 
 def estimate_noise(prior, latents: torch.Tensor, t: torch.Tensor, t_int: int, static_text: torch.Tensor,
-                   settings: JobSettings, use_lora: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_t, ε) for the rendered latents: DDIM inversion under the static prior, or random noise."""
+                   settings: JobSettings, use_lora: bool, generator: torch.Generator,
+                   static_model=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_t, ε) for the rendered latents: DDIM inversion under the static prior, or random noise.
+
+    ``static_model``: a prior whose UNet already has the LoRA merged in (used instead of switching
+    LoRA layers on ``prior``)."""
     with torch.no_grad():
         if settings.noise_mode == "ddim_inversion":
-            return prior.ddim_invert(latents, static_text.expand(latents.shape[0], -1, -1), t_int,
-                                     settings.inversion_steps, lora=use_lora)
+            model, lora_on = (static_model, False) if static_model is not None else (prior, use_lora)
+            return model.ddim_invert(latents, static_text.expand(latents.shape[0], -1, -1), t_int,
+                                     settings.inversion_steps, lora=lora_on)
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
         return prior.add_noise(latents, noise, t), noise
 
 
 def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, settings: JobSettings,
-                   use_lora: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """ε_dynamic (with CFG) and ε_static in one batched forward (per-sample LoRA when needed)."""
+                   use_lora: bool, static_model=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """ε_dynamic (with CFG) and ε_static in as few forwards as possible.
+
+    With a LoRA-merged ``static_model`` (GPU): one batch-2 forward of the base model and one batch-1
+    forward of the merged copy, both free of LoRA overhead. Without it (CPU): one batch-3 forward with
+    LoRA gated per sample. ``settings.batched_scores=False`` is the reference: one forward each."""
     b = x_t.shape[0]
     motion = cond.motion.expand(b, -1, -1)
     negative = cond.negative.expand(b, -1, -1)
@@ -149,6 +158,9 @@ def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning
             three = torch.cat([prior.predict_noise(x_t, tt, motion, lora=False),
                                prior.predict_noise(x_t, tt, negative, lora=False),
                                prior.predict_noise(x_t, tt, static, lora=use_lora)])
+        elif use_lora and static_model is not None:
+            three = torch.cat([prior.predict_noise(latents3[: 2 * b], t3[: 2 * b], text3[: 2 * b], lora=False),
+                               static_model.predict_noise(x_t, tt, static, lora=False)])
         elif use_lora:
             mask = torch.cat([torch.zeros(2 * b), torch.ones(b)])
             three = predict_noise_mixed(prior, latents3, t3, text3, mask)
@@ -160,8 +172,11 @@ def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning
 
 
 def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
-                    generator: torch.Generator, on_step=None, timer: SectionTimer | None = None) -> MsdOutcome:
-    """Runs ``settings.msd_steps`` MSD steps on ``problem.field``."""
+                    generator: torch.Generator, on_step=None, timer: SectionTimer | None = None,
+                    static_model=None) -> MsdOutcome:
+    """Runs ``settings.msd_steps`` MSD steps on ``problem.field``.
+
+    ``static_model``: optional LoRA-merged copy of ``prior`` for ε_static and the inversion."""
     use_lora = settings.static_prior == "lora"
     optimiser = torch.optim.Adam(problem.field.parameters(), lr=settings.msd_lr)
     outcome = MsdOutcome()
@@ -187,12 +202,13 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
             latents = prior.encode_frames(clips.to(prior.dtype))
         with section(timer, "inversion"):
             if fresh:
-                x_t, eps = estimate_noise(prior, latents.detach(), t, t_int, cond.static, settings, use_lora, generator)
+                x_t, eps = estimate_noise(prior, latents.detach(), t, t_int, cond.static, settings, use_lora, generator,
+                                          static_model=static_model if use_lora and settings.batched_scores else None)
                 reuse = (views, t, t_int, eps)
             else:  # the same noise the last inversion found, applied to the current latents
                 x_t = prior.add_noise(latents.detach(), eps, t)
         with section(timer, "guidance"):
-            eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora)
+            eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora, static_model)
             grad = msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)
 
         with section(timer, "regularisers"):
