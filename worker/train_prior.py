@@ -1,0 +1,411 @@
+"""Training the small embedded text-to-video prior on synthetic motion clips.
+
+The model uses exactly the classes of ModelScope's text-to-video pipeline — ``UNet3DConditionModel``,
+``AutoencoderKL``, ``CLIPTextModel`` + a locally built ``CLIPTokenizer`` and ``DDIMScheduler`` — so
+the exported folder loads through the normal ``load_prior(folder)`` path.
+
+A run directory holds:
+
+- ``dataset.pt``: the pre-rendered clips (uint8 [M, T, 3, H, W]) and their captions, rendered once;
+- ``checkpoint/``: ``unet/``, ``vae/``, ``text_encoder/`` (safetensors via ``save_pretrained``),
+  ``optimizer.pt`` and ``state.json`` (phase, step, losses), rewritten every ``checkpoint_minutes``;
+- ``export/``: the fp16 diffusers folder (the ``worker/assets/prior/`` layout).
+
+Training has two phases: the VAE learns to reconstruct frames (``vae_steps``), then it is frozen,
+its latent scale measured, and the UNet and text encoder learn ε-prediction with the text dropped
+(replaced by "") with probability ``text_dropout`` for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("animus3d.train_prior")
+
+MAX_TEXT_LENGTH = 77
+EXPORT_LIMIT_BYTES = 15 * 1024 * 1024
+MODELSCOPE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                            beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False,
+                            set_alpha_to_one=False, steps_offset=1)
+
+
+class TrainPriorError(RuntimeError):
+    """Bad training request (run directory, checkpoint, configuration) or an oversized export."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (saved in the checkpoint; a resume must match)."""
+
+    # data
+    clips: int = 2400
+    frames: int = 16
+    resolution: int = 64
+    gaussians: int = 1500
+    jitter_deg: float = 4.0
+    data_seed: int = 0
+    # model sizes
+    unet_channels: tuple[int, ...] = (48, 96, 96)  # ~5.4M params: the fp16 export stays under 15 MB
+    unet_heads: int = 8
+    vae_channels: tuple[int, ...] = (32, 64, 64)  # len-1 downsamples of 2: 64 px -> 16x16 latents
+    text_hidden: int = 128
+    text_layers: int = 2
+    # optimisation
+    batch_size: int = 16
+    vae_batch_frames: int = 64
+    vae_steps: int = 1500
+    lr: float = 2e-4
+    vae_lr: float = 5e-4
+    text_dropout: float = 0.1
+    checkpoint_minutes: float = 2.0
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+
+
+# ---- data ---------------------------------------------------------------------------------------------
+
+
+def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[int, int], None] | None = None
+                   ) -> tuple[torch.Tensor, list[str]]:
+    """Renders ``cfg.clips`` synthetic clips: (uint8 [M, T, 3, H, W] on the CPU, captions)."""
+    from .motion_data import make_object, motion_animation, render_clip, clip_specs
+
+    specs = clip_specs(cfg.clips, seed=cfg.data_seed)
+    objects: dict[tuple[str, int], object] = {}
+    clips = torch.empty((len(specs), cfg.frames, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
+    for i, spec in enumerate(specs):
+        key = (spec.kind, spec.object_seed)
+        if key not in objects:
+            objects[key] = make_object(spec.kind, spec.object_seed, cfg.gaussians)
+        obj = objects[key]
+        anim = motion_animation(obj, spec.label, cfg.frames, spec.amplitude, spec.phase)
+        clip = render_clip(obj, anim, resolution=cfg.resolution, jitter_deg=cfg.jitter_deg,
+                           rng=np.random.default_rng(spec.jitter_seed), device=device)
+        clips[i] = (clip.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+        if progress and (i + 1) % 100 == 0:
+            progress(i + 1, len(specs))
+    return clips, [s.caption for s in specs]
+
+
+def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu") -> tuple[torch.Tensor, list[str]]:
+    """The cached dataset of ``run_dir`` (rendered and saved on first use)."""
+    path = run_dir / "dataset.pt"
+    key = {k: cfg.to_json()[k] for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed")}
+    if path.is_file():
+        data = torch.load(path, weights_only=False)
+        if data.get("key") == key:
+            return data["clips"], data["captions"]
+        log.warning("dataset cache %s was made with other settings; re-rendering", path)
+    start = time.perf_counter()
+    clips, captions = render_dataset(cfg, device, lambda i, n: log.info("rendered %d/%d clips", i, n))
+    tmp = path.with_suffix(".tmp")
+    torch.save({"key": key, "clips": clips, "captions": captions}, tmp)
+    tmp.replace(path)
+    log.info("dataset: %d clips in %.1f s", len(captions), time.perf_counter() - start)
+    return clips, captions
+
+
+# ---- models -------------------------------------------------------------------------------------------
+
+
+def build_tokenizer(folder: Path):
+    """The locally built CLIP tokenizer, saved into ``folder``."""
+    from transformers import CLIPTokenizer
+
+    from .priors.tokenizer import write_tokenizer_source
+
+    write_tokenizer_source(folder)
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder), model_max_length=MAX_TEXT_LENGTH)
+    tokenizer.save_pretrained(str(folder))
+    return tokenizer
+
+
+def build_models(cfg: TrainConfig, tokenizer) -> dict:
+    """Fresh UNet3D, VAE and CLIP text encoder of ``cfg``'s sizes (seeded by ``cfg.seed``)."""
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    n = len(cfg.unet_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        unet = UNet3DConditionModel(
+            sample_size=cfg.resolution // 2 ** (len(cfg.vae_channels) - 1), in_channels=4, out_channels=4,
+            down_block_types=("CrossAttnDownBlock3D",) * (n - 1) + ("DownBlock3D",),
+            up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (n - 1),
+            block_out_channels=tuple(cfg.unet_channels), layers_per_block=1,
+            norm_num_groups=min(32, min(cfg.unet_channels) // 2),
+            cross_attention_dim=cfg.text_hidden, attention_head_dim=cfg.unet_heads,
+        )
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+            norm_num_groups=min(32, min(cfg.vae_channels) // 2),
+            down_block_types=("DownEncoderBlock2D",) * len(cfg.vae_channels),
+            up_block_types=("UpDecoderBlock2D",) * len(cfg.vae_channels),
+            block_out_channels=tuple(cfg.vae_channels), sample_size=cfg.resolution,
+        )
+        text = CLIPTextModel(CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_hidden * 4,
+            num_hidden_layers=cfg.text_layers, num_attention_heads=4, max_position_embeddings=MAX_TEXT_LENGTH,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id))
+    return {"unet": unet, "vae": vae, "text_encoder": text}
+
+
+def count_parameters(models: dict) -> int:
+    return sum(p.numel() for m in models.values() for p in m.parameters())
+
+
+# ---- the trainer ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainState:
+    phase: str = "vae"  # "vae", then "diffusion"
+    step: int = 0  # optimisation steps in the current phase
+    total_seconds: float = 0.0
+    losses: list = None  # (phase, step, loss) every few steps
+
+    def __post_init__(self) -> None:
+        self.losses = self.losses or []
+
+
+class PriorTrainer:
+    """Owns the models, optimiser and run directory of one training run."""
+
+    def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, device: str = "cpu",
+                 resume: str | Path | None = None) -> None:
+        from diffusers import DDIMScheduler
+
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(device)
+        ckpt = Path(resume) if resume else self.run_dir / "checkpoint"
+        resuming = (ckpt / "state.json").is_file()
+        if resume and not resuming:
+            raise TrainPriorError(f"no checkpoint to resume at {ckpt} (missing state.json)")
+        if resuming:
+            saved = json.loads((ckpt / "state.json").read_text())
+            saved_cfg = TrainConfig.from_json(saved["config"])
+            if cfg is not None and cfg != saved_cfg:
+                log.warning("resuming with the checkpoint's configuration, not the one given")
+            cfg = saved_cfg
+        self.cfg = cfg or TrainConfig()
+        self.tokenizer = build_tokenizer(self.run_dir / "tokenizer")
+        self.scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
+        self.models = build_models(self.cfg, self.tokenizer)
+        self.state = TrainState()
+        if resuming:
+            self._load_checkpoint(ckpt, saved)
+        for m in self.models.values():
+            m.to(self.device)
+        self.optimizer = self._make_optimizer()
+        if resuming and (ckpt / "optimizer.pt").is_file():
+            opt = torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=False)
+            if opt.get("phase") == self.state.phase:
+                self.optimizer.load_state_dict(opt["state"])
+        self.generator = torch.Generator(device="cpu").manual_seed(self.cfg.seed + 1000 * self.state.step + 1)
+        self.clips: torch.Tensor | None = None
+        self.captions: list[str] = []
+
+    # -- checkpoint ------------------------------------------------------------------------------
+    def _load_checkpoint(self, ckpt: Path, saved: dict) -> None:
+        from diffusers import AutoencoderKL, UNet3DConditionModel
+        from transformers import CLIPTextModel
+
+        self.models = {
+            "unet": UNet3DConditionModel.from_pretrained(str(ckpt / "unet")),
+            "vae": AutoencoderKL.from_pretrained(str(ckpt / "vae")),
+            "text_encoder": CLIPTextModel.from_pretrained(str(ckpt / "text_encoder")),
+        }
+        self.state = TrainState(**saved["state"])
+        log.info("resumed %s at phase %s step %d", ckpt, self.state.phase, self.state.step)
+
+    def save_checkpoint(self) -> Path:
+        """Writes ``run_dir/checkpoint`` atomically (staging folder, then rename)."""
+        final = self.run_dir / "checkpoint"
+        staging = self.run_dir / "checkpoint.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name, model in self.models.items():
+            model.save_pretrained(str(staging / name), safe_serialization=True)
+        torch.save({"phase": self.state.phase, "state": self.optimizer.state_dict()}, staging / "optimizer.pt")
+        (staging / "state.json").write_text(json.dumps({"config": self.cfg.to_json(),
+                                                        "state": asdict(self.state)}) + "\n")
+        old = self.run_dir / "checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.replace(old)
+        staging.replace(final)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    # -- optimisation ------------------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        if self.state.phase == "vae":
+            params, lr = list(self.models["vae"].parameters()), self.cfg.vae_lr
+        else:
+            params = list(self.models["unet"].parameters()) + list(self.models["text_encoder"].parameters())
+            lr = self.cfg.lr
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+    def _batch_indices(self, count: int) -> torch.Tensor:
+        return torch.randint(0, len(self.captions), (count,), generator=self.generator)
+
+    def _frames(self, index: torch.Tensor) -> torch.Tensor:
+        return self.clips[index].to(self.device, non_blocking=True).float() / 255.0
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    def vae_step(self) -> float:
+        vae = self.models["vae"].train()
+        clip_index = self._batch_indices(self.cfg.vae_batch_frames)
+        frame_index = torch.randint(0, self.cfg.frames, (self.cfg.vae_batch_frames,), generator=self.generator)
+        images = self._frames(clip_index)[torch.arange(len(clip_index)), frame_index.to(self.device)] * 2 - 1
+        with self._autocast():
+            posterior = vae.encode(images).latent_dist
+            recon = vae.decode(posterior.sample()).sample
+        recon = recon.float()
+        loss = F.l1_loss(recon, images) + F.mse_loss(recon, images) + 1e-6 * posterior.kl().mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        self.optimizer.step()
+        return float(loss)
+
+    @torch.no_grad()
+    def encode_clips(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [B, T, 3, H, W] in [0, 1] → scaled latents [B, 4, T, h, w] (posterior mean)."""
+        vae = self.models["vae"].eval()
+        b, t = frames.shape[:2]
+        with self._autocast():
+            lat = vae.encode(frames.reshape(b * t, *frames.shape[2:]) * 2 - 1).latent_dist.mean
+        lat = lat.float() * float(vae.config.scaling_factor)
+        return lat.reshape(b, t, *lat.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    def _start_diffusion(self) -> None:
+        """Freeze the VAE, set its scaling factor to 1/std of the data latents, switch optimiser."""
+        vae = self.models["vae"]
+        vae.register_to_config(scaling_factor=1.0)
+        sample = self.encode_clips(self._frames(self._batch_indices(min(64, len(self.captions)))))
+        vae.register_to_config(scaling_factor=float(1.0 / sample.std().clamp_min(1e-3)))
+        log.info("vae scaling factor %.4f", vae.config.scaling_factor)
+        self.state.phase, self.state.step = "diffusion", 0
+        self.optimizer = self._make_optimizer()
+
+    def _encode_text(self, captions: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(captions, padding="max_length", max_length=MAX_TEXT_LENGTH, truncation=True,
+                                return_tensors="pt").input_ids.to(self.device)
+        return self.models["text_encoder"](tokens)[0]
+
+    def diffusion_step(self) -> float:
+        unet, text = self.models["unet"].train(), self.models["text_encoder"].train()
+        index = self._batch_indices(self.cfg.batch_size)
+        latents = self.encode_clips(self._frames(index))
+        drop = torch.rand(len(index), generator=self.generator) < self.cfg.text_dropout
+        captions = ["" if d else self.captions[int(i)] for i, d in zip(index, drop)]
+        noise = torch.randn(latents.shape, generator=self.generator).to(self.device)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(index),), generator=self.generator)
+        t = t.to(self.device)
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        with self._autocast():
+            states = self._encode_text(captions)
+            eps = unet(noisy, t, encoder_hidden_states=states, return_dict=False)[0]
+        loss = F.mse_loss(eps.float(), noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)
+        self.optimizer.step()
+        return float(loss)
+
+    def train(self, minutes: float | None = None, max_steps: int | None = None,
+              diffusion_steps: int | None = None) -> TrainState:
+        """Trains until ``minutes`` of wall time (from now) or ``max_steps`` steps of this call pass
+        (or ``diffusion_steps`` diffusion steps in total); checkpoints periodically and at the end."""
+        if self.clips is None:
+            self.clips, self.captions = load_or_render_dataset(self.run_dir, self.cfg, str(self.device))
+        start = time.perf_counter()
+        deadline = start + minutes * 60 if minutes else math.inf
+        last_ckpt = start
+        done = 0
+        while time.perf_counter() < deadline and (max_steps is None or done < max_steps):
+            if diffusion_steps is not None and self.state.phase == "diffusion" and self.state.step >= diffusion_steps:
+                break
+            if self.state.phase == "vae" and self.state.step >= self.cfg.vae_steps:
+                self._start_diffusion()
+            loss = self.vae_step() if self.state.phase == "vae" else self.diffusion_step()
+            self.state.step += 1
+            done += 1
+            if self.state.step % 50 == 0 or done == 1:
+                self.state.losses.append((self.state.phase, self.state.step, round(loss, 5)))
+                log.info("%s step %d loss %.4f", self.state.phase, self.state.step, loss)
+            if time.perf_counter() - last_ckpt > self.cfg.checkpoint_minutes * 60:
+                self.state.total_seconds += time.perf_counter() - last_ckpt
+                last_ckpt = time.perf_counter()
+                self.save_checkpoint()
+        self.state.total_seconds += time.perf_counter() - last_ckpt
+        self.save_checkpoint()
+        return self.state
+
+    # -- export ------------------------------------------------------------------------------------
+    def export(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+        """Writes the diffusers folder (fp16 weights) the prior loader reads; ≤ 15 MB or TrainPriorError."""
+        import diffusers
+
+        folder = Path(folder)
+        staging = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name, model in self.models.items():
+            model.to(dtype).save_pretrained(str(staging / name), safe_serialization=True)
+            model.to(torch.float32)
+        self.tokenizer.save_pretrained(str(staging / "tokenizer"))
+        self.scheduler.save_pretrained(str(staging / "scheduler"))
+        index = {
+            "_class_name": "TextToVideoSDPipeline", "_diffusers_version": diffusers.__version__,
+            "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet3DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        }
+        (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        (staging / "animus3d_prior.json").write_text(json.dumps({
+            "trained_on": "animus3d synthetic motion clips", "config": self.cfg.to_json(),
+            "phase": self.state.phase, "step": self.state.step, "seconds": round(self.state.total_seconds, 1),
+            "resolution": self.cfg.resolution, "frames": self.cfg.frames}, indent=2) + "\n")
+        size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+        if size > EXPORT_LIMIT_BYTES:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise TrainPriorError(f"export is {size / 2**20:.1f} MiB, over the 15 MiB limit: shrink the model")
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.replace(folder)
+        return folder
+
+
+def small_test_config(**overrides) -> TrainConfig:
+    """A tiny configuration for CPU tests (seconds): few small clips, small models."""
+    base = TrainConfig(clips=4, frames=4, resolution=32, gaussians=300, unet_channels=(16, 32), unet_heads=2,
+                       vae_channels=(16, 16), text_hidden=32, text_layers=1, batch_size=2, vae_batch_frames=4,
+                       vae_steps=2, checkpoint_minutes=100.0)
+    return replace(base, **overrides)
