@@ -1,0 +1,50 @@
+"""`animus3d train-prior --out DIR --minutes M [--resume CKPT] [--device cuda]`: train the embedded prior.
+
+Renders the synthetic dataset once into DIR (cached), trains for M minutes of wall time, checkpoints
+into DIR/checkpoint (resumed automatically on the next call) and exports the fp16 diffusers folder to
+DIR/export (or --export), the layout of ``worker/assets/prior/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import replace
+
+from . import CommandError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR", help="run directory (dataset, checkpoint, export)")
+    parser.add_argument("--minutes", type=float, required=True, help="wall-clock budget of this call")
+    parser.add_argument("--resume", metavar="CKPT", help="checkpoint folder (default: DIR/checkpoint if present)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--export", metavar="DIR", help="where to write the exported prior (default: DIR/export)")
+    parser.add_argument("--clips", type=int, help="dataset size (new runs only)")
+    parser.add_argument("--vae-steps", type=int, help="VAE reconstruction steps before diffusion (new runs only)")
+    parser.add_argument("--batch-size", type=int, help="clips per diffusion step (new runs only)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..train_prior import PriorTrainer, TrainConfig, TrainPriorError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.minutes <= 0:
+        raise CommandError("--minutes must be positive")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError("--device cuda was asked for but CUDA is not available")
+    overrides = {k: v for k, v in (("clips", args.clips), ("vae_steps", args.vae_steps),
+                                  ("batch_size", args.batch_size)) if v is not None}
+    try:
+        trainer = PriorTrainer(args.out, replace(TrainConfig(), **overrides), device=args.device, resume=args.resume)
+        state = trainer.train(minutes=args.minutes, max_steps=args.max_steps)
+        folder = trainer.export(args.export or f"{args.out}/export")
+    except TrainPriorError as exc:
+        raise CommandError(str(exc)) from None
+    print(json.dumps({"phase": state.phase, "step": state.step, "seconds": round(state.total_seconds, 1),
+                      "last_losses": state.losses[-5:], "export": str(folder)}))
+    return 0
