@@ -29,6 +29,7 @@ from animus3d_shared.deformation import Animation
 from animus3d_shared.splat import GaussianSplat
 
 STILL_THRESHOLD = 0.06  # scores are in radians (or equivalent): below this nothing moved
+PSNR_CAP = 60.0  # dB: identical renders score this instead of infinity
 
 
 class EvaluationError(ValueError):
@@ -182,9 +183,9 @@ def classify_animation(splat: GaussianSplat, animation: Animation) -> tuple[str,
 
 
 def psnr(a, b) -> float:
-    """PSNR in dB of two images in [0, 1]."""
+    """PSNR in dB of two images in [0, 1], capped at ``PSNR_CAP`` (identical images)."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+    return min(PSNR_CAP, 10.0 * math.log10(1.0 / max(mse, 1e-20)))
 
 
 def ssim(a, b, window: int = 7) -> float:
