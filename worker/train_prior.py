@@ -292,7 +292,7 @@ class PriorTrainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         self.optimizer.step()
-        return float(loss)
+        return loss.item()
 
     @torch.no_grad()
     def encode_clips(self, frames: torch.Tensor) -> torch.Tensor:
@@ -338,7 +338,7 @@ class PriorTrainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)
         self.optimizer.step()
-        return float(loss)
+        return loss.item()
 
     def train(self, minutes: float | None = None, max_steps: int | None = None,
               diffusion_steps: int | None = None) -> TrainState:

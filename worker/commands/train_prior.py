@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="CKPT", help="checkpoint folder (default: DIR/checkpoint if present)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--export", metavar="DIR", help="where to write the exported prior (default: DIR/export)")
+    parser.add_argument("--config", metavar="FILE.json", help="TrainConfig fields as JSON (new runs only)")
     parser.add_argument("--clips", type=int, help="dataset size (new runs only)")
     parser.add_argument("--vae-steps", type=int, help="VAE reconstruction steps before diffusion (new runs only)")
     parser.add_argument("--batch-size", type=int, help="clips per diffusion step (new runs only)")
@@ -40,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("clips", args.clips), ("vae_steps", args.vae_steps),
                                   ("batch_size", args.batch_size)) if v is not None}
     try:
-        trainer = PriorTrainer(args.out, replace(TrainConfig(), **overrides), device=args.device, resume=args.resume)
+        base = TrainConfig()
+        if args.config:
+            try:
+                base = TrainConfig.from_json({**base.to_json(), **json.loads(open(args.config).read())})
+            except (OSError, ValueError, TypeError) as exc:
+                raise CommandError(f"bad --config {args.config}: {exc}") from None
+        trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume)
         state = trainer.train(minutes=args.minutes, max_steps=args.max_steps)
         folder = trainer.export(args.export or f"{args.out}/export")
     except TrainPriorError as exc:

@@ -1,0 +1,77 @@
+"""train-prior on a tiny CPU configuration: steps, checkpoint, resume, export, load through the loader."""
+
+import json
+
+import pytest
+import torch
+
+from animus3d_worker.priors import load_prior
+from animus3d_worker.train_prior import PriorTrainer, TrainPriorError, small_test_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    trainer = PriorTrainer(run, small_test_config(vae_steps=2))
+    before = {k: v.clone() for k, v in trainer.models["vae"].state_dict().items()}
+    state = trainer.train(max_steps=3)
+    return run, trainer, state, before
+
+
+def test_steps_change_weights_and_switch_phase(trained):
+    run, trainer, state, before = trained
+    assert state.phase == "diffusion" and state.step == 1  # 2 VAE steps, then 1 diffusion step
+    after = trainer.models["vae"].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert trainer.models["vae"].config.scaling_factor != 1.0  # measured from the data latents
+    assert (run / "dataset.pt").is_file()
+
+
+def test_checkpoint_resumes_where_it_stopped(trained):
+    run, trainer, _, _ = trained
+    saved = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert saved["state"]["phase"] == "diffusion" and saved["state"]["step"] == 1
+    assert list((run / "checkpoint" / "unet").glob("*.safetensors"))
+    resumed = PriorTrainer(run)
+    for name in ("unet", "vae", "text_encoder"):
+        a, b = trainer.models[name].state_dict(), resumed.models[name].state_dict()
+        assert all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a), name
+    state = resumed.train(max_steps=2)
+    assert state.phase == "diffusion" and state.step == 3
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["state"]["step"] == 3
+
+
+def test_resume_from_a_missing_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(TrainPriorError, match="no checkpoint"):
+        PriorTrainer(tmp_path / "run", small_test_config(), resume=tmp_path / "nowhere")
+
+
+def test_export_loads_through_the_normal_loader(trained, tmp_path):
+    _, trainer, _, _ = trained
+    folder = trainer.export(tmp_path / "prior")
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 15 * 2**20
+    assert json.loads((folder / "model_index.json").read_text())["unet"] == ["diffusers", "UNet3DConditionModel"]
+    prior = load_prior(str(folder))
+    text = prior.encode_text(["a dog jumping", ""])
+    assert text.shape == (2, 77, trainer.cfg.text_hidden)
+    frames = torch.rand(1, trainer.cfg.frames, 3, trainer.cfg.resolution, trainer.cfg.resolution)
+    latents = prior.encode_frames(frames)
+    down = 2 ** (len(trainer.cfg.vae_channels) - 1)
+    assert latents.shape == (1, 4, trainer.cfg.frames, trainer.cfg.resolution // down, trainer.cfg.resolution // down)
+    eps = prior.predict_noise(latents, 500, text[:1])
+    assert eps.shape == latents.shape and torch.isfinite(eps).all()
+
+
+def test_train_prior_command(tmp_path):
+    from animus3d_worker.cli import main
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(small_test_config().to_json()))
+    out = tmp_path / "run"
+    args = ["train-prior", "--out", str(out), "--minutes", "1", "--config", str(config)]
+    assert main(args + ["--max-steps", "1"]) == 0
+    assert (out / "export" / "model_index.json").is_file()
+    assert main(args + ["--max-steps", "2"]) == 0
+    state = json.loads((out / "checkpoint" / "state.json").read_text())["state"]
+    assert state["phase"] == "diffusion"  # 2 VAE steps, then diffusion
