@@ -83,8 +83,8 @@ class TrainConfig:
 # ---- data ---------------------------------------------------------------------------------------------
 
 
-def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[int, int], None] | None = None
-                   ) -> tuple[torch.Tensor, list[str]]:
+def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
+                   backend: str = "auto") -> tuple[torch.Tensor, list[str]]:
     """Renders ``cfg.clips`` synthetic clips: (uint8 [M, T, 3, H, W] on the CPU, captions)."""
     from .motion_data import make_object, motion_animation, render_clip, clip_specs
 
@@ -98,14 +98,15 @@ def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[in
         obj = objects[key]
         anim = motion_animation(obj, spec.label, cfg.frames, spec.amplitude, spec.phase)
         clip = render_clip(obj, anim, resolution=cfg.resolution, jitter_deg=cfg.jitter_deg,
-                           rng=np.random.default_rng(spec.jitter_seed), device=device)
+                           rng=np.random.default_rng(spec.jitter_seed), device=device, backend=backend)
         clips[i] = (clip.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
         if progress and (i + 1) % 100 == 0:
             progress(i + 1, len(specs))
     return clips, [s.caption for s in specs]
 
 
-def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu") -> tuple[torch.Tensor, list[str]]:
+def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu", backend: str = "auto"
+                           ) -> tuple[torch.Tensor, list[str]]:
     """The cached dataset of ``run_dir`` (rendered and saved on first use)."""
     path = run_dir / "dataset.pt"
     key = {k: cfg.to_json()[k] for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed")}
@@ -115,7 +116,7 @@ def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu")
             return data["clips"], data["captions"]
         log.warning("dataset cache %s was made with other settings; re-rendering", path)
     start = time.perf_counter()
-    clips, captions = render_dataset(cfg, device, lambda i, n: log.info("rendered %d/%d clips", i, n))
+    clips, captions = render_dataset(cfg, device, lambda i, n: log.info("rendered %d/%d clips", i, n), backend)
     tmp = path.with_suffix(".tmp")
     torch.save({"key": key, "clips": clips, "captions": captions}, tmp)
     tmp.replace(path)
@@ -191,10 +192,11 @@ class PriorTrainer:
     """Owns the models, optimiser and run directory of one training run."""
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, device: str = "cpu",
-                 resume: str | Path | None = None) -> None:
+                 resume: str | Path | None = None, render_backend: str = "auto") -> None:
         from diffusers import DDIMScheduler
 
         self.run_dir = Path(run_dir)
+        self.render_backend = render_backend
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(device)
         ckpt = Path(resume) if resume else self.run_dir / "checkpoint"
@@ -345,7 +347,8 @@ class PriorTrainer:
         """Trains until ``minutes`` of wall time (from now) or ``max_steps`` steps of this call pass
         (or ``diffusion_steps`` diffusion steps in total); checkpoints periodically and at the end."""
         if self.clips is None:
-            self.clips, self.captions = load_or_render_dataset(self.run_dir, self.cfg, str(self.device))
+            self.clips, self.captions = load_or_render_dataset(self.run_dir, self.cfg, str(self.device),
+                                                                self.render_backend)
         start = time.perf_counter()
         deadline = start + minutes * 60 if minutes else math.inf
         last_ckpt = start

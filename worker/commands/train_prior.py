@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, help="dataset size (new runs only)")
     parser.add_argument("--vae-steps", type=int, help="VAE reconstruction steps before diffusion (new runs only)")
     parser.add_argument("--batch-size", type=int, help="clips per diffusion step (new runs only)")
+    parser.add_argument("--render-backend", default="auto", help="dataset renderer: auto, torch or gsplat")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
 
 
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
                 base = TrainConfig.from_json({**base.to_json(), **json.loads(open(args.config).read())})
             except (OSError, ValueError, TypeError) as exc:
                 raise CommandError(f"bad --config {args.config}: {exc}") from None
-        trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume)
+        trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume,
+                               render_backend=args.render_backend)
         state = trainer.train(minutes=args.minutes, max_steps=args.max_steps)
         folder = trainer.export(args.export or f"{args.out}/export")
     except TrainPriorError as exc:
