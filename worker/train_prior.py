@@ -226,6 +226,7 @@ class PriorTrainer:
                 self.optimizer.load_state_dict(opt["state"])
         self.generator = torch.Generator(device="cpu").manual_seed(self.cfg.seed + 1000 * self.state.step + 1)
         self.clips: torch.Tensor | None = None
+        self.latents: torch.Tensor | None = None
         self.captions: list[str] = []
 
     # -- checkpoint ------------------------------------------------------------------------------
@@ -273,7 +274,16 @@ class PriorTrainer:
         return torch.randint(0, len(self.captions), (count,), generator=self.generator)
 
     def _frames(self, index: torch.Tensor) -> torch.Tensor:
-        return self.clips[index].to(self.device, non_blocking=True).float() / 255.0
+        return self.clips[index.to(self.clips.device)].to(self.device, non_blocking=True).float() / 255.0
+
+    @torch.no_grad()
+    def _dataset_latents(self) -> torch.Tensor:
+        """Latents of every clip under the frozen VAE, computed once per call of the diffusion phase."""
+        if self.latents is None:
+            chunks = [self.encode_clips(self._frames(torch.arange(i, min(i + 32, len(self.captions)))))
+                      for i in range(0, len(self.captions), 32)]
+            self.latents = torch.cat(chunks)
+        return self.latents
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -284,7 +294,7 @@ class PriorTrainer:
         vae = self.models["vae"].train()
         clip_index = self._batch_indices(self.cfg.vae_batch_frames)
         frame_index = torch.randint(0, self.cfg.frames, (self.cfg.vae_batch_frames,), generator=self.generator)
-        images = self._frames(clip_index)[torch.arange(len(clip_index)), frame_index.to(self.device)] * 2 - 1
+        images = self._frames(clip_index)[torch.arange(len(clip_index)), frame_index].to(self.device) * 2 - 1
         with self._autocast():
             posterior = vae.encode(images).latent_dist
             recon = vae.decode(posterior.sample()).sample
@@ -314,6 +324,7 @@ class PriorTrainer:
         vae.register_to_config(scaling_factor=float(1.0 / sample.std().clamp_min(1e-3)))
         log.info("vae scaling factor %.4f", vae.config.scaling_factor)
         self.state.phase, self.state.step = "diffusion", 0
+        self.latents = None
         self.optimizer = self._make_optimizer()
 
     def _encode_text(self, captions: list[str]) -> torch.Tensor:
@@ -324,7 +335,7 @@ class PriorTrainer:
     def diffusion_step(self) -> float:
         unet, text = self.models["unet"].train(), self.models["text_encoder"].train()
         index = self._batch_indices(self.cfg.batch_size)
-        latents = self.encode_clips(self._frames(index))
+        latents = self._dataset_latents()[index.to(self.device)]
         drop = torch.rand(len(index), generator=self.generator) < self.cfg.text_dropout
         captions = ["" if d else self.captions[int(i)] for i, d in zip(index, drop)]
         noise = torch.randn(latents.shape, generator=self.generator).to(self.device)
@@ -347,8 +358,9 @@ class PriorTrainer:
         """Trains until ``minutes`` of wall time (from now) or ``max_steps`` steps of this call pass
         (or ``diffusion_steps`` diffusion steps in total); checkpoints periodically and at the end."""
         if self.clips is None:
-            self.clips, self.captions = load_or_render_dataset(self.run_dir, self.cfg, str(self.device),
-                                                                self.render_backend)
+            clips, self.captions = load_or_render_dataset(self.run_dir, self.cfg, str(self.device),
+                                                           self.render_backend)
+            self.clips = clips.to(self.device)  # uint8: ~0.5 GB for the default dataset
         start = time.perf_counter()
         deadline = start + minutes * 60 if minutes else math.inf
         last_ckpt = start
