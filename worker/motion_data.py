@@ -314,11 +314,13 @@ def all_descriptions(kind: str, label: str) -> list[str]:
 
 
 def render_clip(obj: SyntheticObject, animation: Animation, *, resolution: int = 64, jitter_deg: float = 0.0,
-                rng: np.random.Generator | None = None, device: str = "cpu", backend: str = "auto"):
-    """Front-camera renders of ``animation`` on ``obj``: float tensor [T, 3, H, W] in [0, 1].
+                azimuth_deg: float = 0.0, elevation_deg: float = 0.0, rng: np.random.Generator | None = None,
+                device: str = "cpu", backend: str = "auto"):
+    """Renders of ``animation`` on ``obj`` from one camera: float tensor [T, 3, H, W] in [0, 1].
 
-    ``jitter_deg``: a random camera yaw/elevation offset (uniform in ±jitter_deg) for the clip.
-    The camera frames the rest object's bbox enlarged to leave room for the motion.
+    The camera frames the rest bbox exactly as the pipeline's front camera does (``make_cameras``),
+    then orbits by ``azimuth_deg`` (0 = front) and ``elevation_deg`` like the pipeline's orbit
+    views; ``jitter_deg`` adds a random yaw/pitch offset (uniform in ±jitter_deg).
     """
     import torch
 
@@ -328,11 +330,13 @@ def render_clip(obj: SyntheticObject, animation: Animation, *, resolution: int =
     splat = obj.splat
     means0 = np.asarray(splat.means, np.float64)
     lo, hi = means0.min(0), means0.max(0)
-    centre, half = (lo + hi) / 2, (hi - lo) / 2
-    half = np.maximum(half, half.max() * 0.6) * 1.3
-    cams = make_cameras(centre - half, centre + half, resolution=resolution, orbit_views=0, device=device)
+    centre = (lo + hi) / 2
+    cams = make_cameras(lo, hi, resolution=resolution, orbit_views=0, device=device)
+    yaw, pitch = math.radians(azimuth_deg), math.radians(elevation_deg)  # object turned = camera orbited
     if jitter_deg > 0:
-        yaw, pitch = np.radians(rng.uniform(-jitter_deg, jitter_deg, 2))
+        dyaw, dpitch = np.radians(rng.uniform(-jitter_deg, jitter_deg, 2))
+        yaw, pitch = yaw + dyaw, pitch + dpitch
+    if yaw or pitch:
         world_rot = axis_angle_matrix((0, 0, 1), yaw) @ axis_angle_matrix((1, 0, 0), pitch)
         m = np.eye(4)
         m[:3, :3] = world_rot
@@ -365,6 +369,11 @@ class ClipSpec:
     phase: float
     caption: str
     jitter_seed: int
+    azimuth_deg: float = 0.0  # 0: the front view; else an orbit view at ORBIT_ELEVATION_DEG
+
+
+ORBIT_ELEVATION_DEG = 10.0  # the pipeline's default camera_elevation_deg
+ORBIT_FRACTION = 0.35  # share of training clips seen from a random orbit view (MSD renders those too)
 
 
 def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6) -> list[ClipSpec]:
@@ -375,10 +384,14 @@ def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6) -> list[Cli
         kind = KINDS[i % len(KINDS)]
         motions = KIND_MOTIONS[kind]
         label = motions[int(rng.integers(len(motions)))]
+        phase = (float(rng.choice([0.0, 0.0, math.pi])) if label in ("sway", "walk", "nod") else
+                 float(rng.choice([1.0, -1.0])) if label == "tilt" else 0.0)
+        caption = describe(kind, label, rng)
+        jitter_seed = int(rng.integers(2**31))
+        orbit = rng.random() < ORBIT_FRACTION and not label.startswith("slide")  # left/right are the front's
+        azimuth = float(rng.uniform(30.0, 330.0)) if orbit else 0.0
         specs.append(ClipSpec(kind, int(rng.integers(objects_per_kind)), label, float(rng.uniform(0.7, 1.2)),
-                              float(rng.choice([0.0, 0.0, math.pi])) if label in ("sway", "walk", "nod") else
-                              float(rng.choice([1.0, -1.0])) if label == "tilt" else 0.0,
-                              describe(kind, label, rng), int(rng.integers(2**31))))
+                              phase, caption, jitter_seed, azimuth))
     return specs
 
 
@@ -387,5 +400,6 @@ def build_clip(spec: ClipSpec, *, frames: int = 16, resolution: int = 64, count:
     """Renders one clip: float tensor [T, 3, H, W] in [0, 1]."""
     obj = make_object(spec.kind, spec.object_seed, count)
     anim = motion_animation(obj, spec.label, frames, spec.amplitude, spec.phase)
-    return render_clip(obj, anim, resolution=resolution, jitter_deg=jitter_deg,
+    return render_clip(obj, anim, resolution=resolution, jitter_deg=jitter_deg, azimuth_deg=spec.azimuth_deg,
+                       elevation_deg=ORBIT_ELEVATION_DEG if spec.azimuth_deg else 0.0,
                        rng=np.random.default_rng(spec.jitter_seed), device=device, backend=backend)

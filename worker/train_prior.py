@@ -86,7 +86,7 @@ class TrainConfig:
 def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
                    backend: str = "auto") -> tuple[torch.Tensor, list[str]]:
     """Renders ``cfg.clips`` synthetic clips: (uint8 [M, T, 3, H, W] on the CPU, captions)."""
-    from .motion_data import make_object, motion_animation, render_clip, clip_specs
+    from .motion_data import ORBIT_ELEVATION_DEG, clip_specs, make_object, motion_animation, render_clip
 
     specs = clip_specs(cfg.clips, seed=cfg.data_seed)
     objects: dict[tuple[str, int], object] = {}
@@ -98,6 +98,7 @@ def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[in
         obj = objects[key]
         anim = motion_animation(obj, spec.label, cfg.frames, spec.amplitude, spec.phase)
         clip = render_clip(obj, anim, resolution=cfg.resolution, jitter_deg=cfg.jitter_deg,
+                           azimuth_deg=spec.azimuth_deg, elevation_deg=ORBIT_ELEVATION_DEG if spec.azimuth_deg else 0.0,
                            rng=np.random.default_rng(spec.jitter_seed), device=device, backend=backend)
         clips[i] = (clip.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
         if progress and (i + 1) % 100 == 0:
