@@ -63,6 +63,8 @@ def test_descriptions_and_specs_are_deterministic_and_varied():
     assert {s.kind for s in specs} == set(md.KINDS)
     assert all(s.label in md.KIND_MOTIONS[s.kind] for s in specs)
     assert len({s.caption for s in specs}) > 20
+    assert any(s.azimuth_deg for s in specs)  # some orbit views
+    assert not any(s.azimuth_deg for s in specs if s.label.startswith("slide"))  # left/right stay the front's
     assert "right" in md.describe("character", "wave_right", index=0)
     assert len(md.all_descriptions("animal", "jump")) == 16
 
