@@ -272,18 +272,17 @@ def poses_to_animation(obj: SyntheticObject, poses: list[FramePose], fps: float 
     dscale = np.zeros((t_count, n, 3), np.float32)
     for t, pose in enumerate(poses):
         local = means.copy()
-        part_rot = np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
-        for name, r in pose.part_rotations.items():
-            mask = ids == obj.part_names.index(name)
-            pivot = obj.pivots[name]
-            local[mask] = (means[mask] - pivot) @ r.T + pivot
-            part_rot[mask] = r
+        part_quats = np.empty((len(obj.part_names), 4))
+        for k, name in enumerate(obj.part_names):
+            r = pose.part_rotations.get(name)
+            if r is not None:
+                mask = ids == k
+                pivot = obj.pivots[name]
+                local[mask] = (means[mask] - pivot) @ r.T + pivot
+            part_quats[k] = matrix_to_quat(pose.rotation if r is None else pose.rotation @ r)
         moved = pose.scale * (local - obj.base) @ pose.rotation.T + obj.base + pose.translation
         dpos[t] = moved - means
-        total = np.einsum("ab,nbc->nac", pose.rotation, part_rot)
-        unique, inverse = np.unique(total.reshape(n, 9).round(12), axis=0, return_inverse=True)
-        quats = np.stack([matrix_to_quat(u.reshape(3, 3)) for u in unique])
-        drot[t] = quats[inverse.reshape(-1)]
+        drot[t] = part_quats[ids]
         dscale[t] = math.log(pose.scale)
     return Animation(dpos, drot, dscale, fps=float(fps))
 
