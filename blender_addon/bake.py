@@ -192,7 +192,7 @@ class FrameWriter:
             # A slowly decaying maximum: units differ in cost, so a cheap unit must not make the
             # writer start an expensive one right before the deadline.
             cost = time.perf_counter() - now
-            self._unit_cost = max(0.9 * self._unit_cost, min(cost, 0.05))
+            self._unit_cost = max(0.9 * self._unit_cost, min(cost, 0.05), 0.003)
         return self.done
 
     def run(self) -> None:

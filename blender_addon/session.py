@@ -21,7 +21,7 @@ from .animus3d_shared.deformation import Animation
 from .splat_mesh import splat_from_object
 
 TICK_INTERVAL = 0.05
-TICK_BUDGET_S = 0.012  # frame writing stops when the next unit would pass this
+TICK_BUDGET_S = 0.010  # frame writing stops when the next unit would pass this
 POLL_MAX_MESSAGES = 16
 POLL_MAX_TIME_S = 0.003
 STATUS_EVERY_S = 5.0  # queue/state refresh for the panel while connected
@@ -49,6 +49,7 @@ class JobState:
     writer: bake.FrameWriter | None = None
     writer_is_result: bool = False
     result_animation: Animation | None = None  # the final animation, once RESULT arrived
+    undo_pending: bool = False
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -252,14 +253,17 @@ class Session:
                     writer.set_scene_range(scene)
                     if time.perf_counter() < deadline:
                         bake.apply_frame(obj, scene.frame_current)
-                obj.data.update()
+                obj.data.update_tag()
                 if job.writer_is_result:
                     if scene is not None and job.result_animation is not None:
                         scene.render.fps = max(1, int(round(job.result_animation.fps)))
                         scene.render.fps_base = 1.0
                     job.phase, job.message = "done", "animation baked"
                     _store_job_id(job, "")
-                    _undo_push("Animus3D: bake animation")
+                    job.undo_pending = True  # pushed on the next tick: it snapshots the file
+        elif job.undo_pending:
+            job.undo_pending = False
+            _undo_push("Animus3D: bake animation")
         return changed
 
     # ---- teardown ------------------------------------------------------------------------
