@@ -111,6 +111,7 @@ class Session:
         if self.job is not None and self.job.active:
             raise RuntimeError("a job is already running; cancel it first")
         splat = splat_from_object(obj)
+        bake.ensure_base_attributes(obj.data)  # here, not in the first preview's tick
         self.job = JobState(object_name=obj.name, scene_name=scene.name, message="submitting")
         self.client.submit(splat, prompt, static_prompt=static_prompt, settings=settings, seed=seed)
         return self.job
