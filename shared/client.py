@@ -211,11 +211,14 @@ class WorkerClient:
         skipped: list[Any] = []
         try:
             while True:
-                for message in self.poll(max_messages=64, max_time_s=0.05):
-                    if isinstance(message, Error) and message.code == "unreachable" and not predicate(message):
-                        raise WorkerUnreachable(message.message)
+                batch = self.poll(max_messages=64, max_time_s=0.05)
+                for i, message in enumerate(batch):
                     if predicate(message):
+                        skipped.extend(batch[i + 1:])
                         return message
+                    if isinstance(message, Error) and message.code == "unreachable":
+                        skipped.extend(batch[i + 1:])
+                        raise WorkerUnreachable(message.message)
                     skipped.append(message)
                 left = deadline - time.monotonic()
                 if left <= 0:

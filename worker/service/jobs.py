@@ -198,16 +198,16 @@ class JobThread(threading.Thread):
         self.jobs = jobs
         self.runner = runner
         self.post = post
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         running = self.jobs.running
         if running is not None:
             running.cancel_event.set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             job = self.jobs.take(timeout=0.2)
             if job is not None:
                 self.run_one(job)

@@ -200,7 +200,7 @@ class WorkerService:
             self._send(identity, p.Error(code="bad_kind", message=f"{type(message).__name__} is not a request a worker takes"))
 
     def _on_hello(self, identity: bytes, hello: p.Hello) -> None:
-        log.info("hello", extra={"client": _short(identity), "name": hello.client_name})
+        log.info("hello", extra={"client": _short(identity), "client_name": hello.client_name})
         self._send(identity, p.Welcome(
             worker_version=__version__, device=self.device_description, models=self.config.models.describe(),
             max_gaussians=self.config.max_gaussians, max_queued_per_client=self.config.max_queued_per_client,

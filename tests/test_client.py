@@ -1,0 +1,134 @@
+"""WorkerClient against a real ROUTER socket played by the test (no worker process needed)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import zmq
+
+from animus3d_shared import protocol as p
+from animus3d_shared.client import ClientError, WorkerClient, WorkerUnreachable
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def router():
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.linger = 0
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    yield sock, f"tcp://127.0.0.1:{port}"
+    sock.close(0)
+
+
+def receive(sock, timeout_s=5.0):
+    assert sock.poll(int(timeout_s * 1000)), "nothing arrived"
+    identity, *frames = sock.recv_multipart()
+    return identity, p.decode(frames, p.Limits())
+
+
+def reply(sock, identity, message):
+    sock.send_multipart([identity, *p.encode(message)])
+
+
+def test_connect_does_not_block_and_sends_hello(router):
+    sock, address = router
+    client = WorkerClient(address, client_name="test-client")
+    start = time.perf_counter()
+    client.connect()
+    assert time.perf_counter() - start < 0.1
+    identity, hello = receive(sock)
+    assert isinstance(hello, p.Hello) and hello.client_name == "test-client"
+    assert hello.protocol_version == p.PROTOCOL_VERSION
+    assert not client.connected  # no WELCOME yet
+    client.close()
+
+
+def test_poll_never_blocks_and_welcome_makes_it_connected(router):
+    sock, address = router
+    client = WorkerClient(address)
+    client.connect()
+    start = time.perf_counter()
+    assert client.poll() == []
+    assert time.perf_counter() - start < 0.05
+    identity, _ = receive(sock)
+    reply(sock, identity, p.Welcome(worker_version="9.9", device="cpu", models={"motion_prior": "tiny"},
+                                    max_gaussians=10, max_queued_per_client=1))
+    welcome = client.wait_for(lambda m: isinstance(m, p.Welcome), 5.0)
+    assert client.welcome is welcome and client.connected and not client.lost
+    client.close()
+
+
+def test_poll_sends_heartbeats_when_due(router):
+    sock, address = router
+    client = WorkerClient(address, heartbeat_interval_s=0.2)
+    client.connect()
+    receive(sock)  # HELLO
+    time.sleep(0.25)
+    client.poll()
+    _, beat = receive(sock, 1.0)
+    assert isinstance(beat, p.Heartbeat)
+    client.close()
+
+
+def test_a_silent_worker_is_reported_lost_once(router):
+    _, address = router
+    client = WorkerClient(address, timeout_s=0.3)
+    client.connect()
+    assert not client.lost
+    time.sleep(0.35)
+    first = client.poll()
+    assert [type(m) for m in first] == [p.Error] and first[0].code == "unreachable"
+    assert address in first[0].message
+    assert client.lost
+    assert client.poll() == []  # reported once
+    client.close()
+
+
+def test_wait_for_keeps_other_messages_for_the_next_poll(router):
+    sock, address = router
+    client = WorkerClient(address)
+    client.connect()
+    identity, _ = receive(sock)
+    reply(sock, identity, p.Heartbeat())
+    reply(sock, identity, p.Cancelled(job_id="a"))
+    reply(sock, identity, p.Accepted(job_id="b", queue_position=3))
+    accepted = client.wait_for(lambda m: isinstance(m, p.Accepted), 5.0)
+    assert accepted.job_id == "b" and accepted.queue_position == 3
+    rest = client.poll()
+    assert [type(m) for m in rest] == [p.Cancelled]  # heartbeats are not handed out
+    client.close()
+
+
+def test_wait_for_a_worker_that_never_answers_raises(router):
+    _, address = router
+    client = WorkerClient(address, timeout_s=0.3)
+    client.connect()
+    with pytest.raises(WorkerUnreachable):
+        client.wait_for(lambda m: isinstance(m, p.Welcome), 5.0)
+    client.close()
+    client = WorkerClient(address, timeout_s=5.0)
+    client.connect()
+    with pytest.raises(TimeoutError):
+        client.wait_for(lambda m: isinstance(m, p.Welcome), 0.3)
+    client.close()
+
+
+def test_a_garbled_reply_becomes_a_local_error(router):
+    sock, address = router
+    client = WorkerClient(address)
+    client.connect()
+    identity, _ = receive(sock)
+    sock.send_multipart([identity, b"\x01garbage"])
+    error = client.wait_for(lambda m: isinstance(m, p.Error), 5.0)
+    assert error.code.startswith("bad_")
+
+
+def test_requests_before_connect_and_half_curve_keys_are_refused():
+    client = WorkerClient("tcp://127.0.0.1:9")
+    with pytest.raises(ClientError):
+        client.request_status()
+    with pytest.raises(ClientError):
+        WorkerClient("tcp://127.0.0.1:9", curve_server_public=b"x" * 40)
