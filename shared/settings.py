@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 NOISE_MODES = ("ddim_inversion", "random")
+SCORE_MODES = ("msd", "sds")
 STATIC_PRIORS = ("lora", "text")
 
 
@@ -44,6 +45,7 @@ class JobSettings:
     msd_lr: float = 1e-3
     guidance_scale: float = 7.5  # classifier-free guidance on the dynamic (motion) prediction
     noise_mode: str = "ddim_inversion"  # "ddim_inversion" or "random" (the paper's ablation)
+    score_mode: str = "msd"  # "msd": ε_dynamic − ε_static; "sds": ε_dynamic − ε (plain SDS, the baseline)
     inversion_steps: int = 10
     inversion_every: int = 1  # re-invert every N steps, reusing the inverted noise in between (1 = paper)
     batched_scores: bool = True  # ε_dynamic and ε_static in one forward (per-sample LoRA); False = reference
@@ -131,6 +133,8 @@ class JobSettings:
             raise SettingsError(f"unknown preset {self.preset!r}")
         if self.static_prior not in STATIC_PRIORS:
             raise SettingsError(f"static_prior must be one of {STATIC_PRIORS}")
+        if self.score_mode not in SCORE_MODES:
+            raise SettingsError(f"score_mode must be one of {SCORE_MODES}")
         if self.noise_mode not in NOISE_MODES:
             raise SettingsError(f"noise_mode must be one of {NOISE_MODES}")
         if not self.t_min < self.t_max:

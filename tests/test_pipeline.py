@@ -72,6 +72,9 @@ def test_lora_cache_hit_skips_training(blob, priors, tmp_path):
 def test_ablation_switches_run(blob, priors, tmp_path):
     result, _, _ = run(blob, priors, tmp_path, refine_steps=0, noise_mode="random", static_prior="text")
     assert result.animation.num_frames == 4
+    sds, _, progress = run(blob, priors, tmp_path, refine_steps=0, score_mode="sds")
+    assert "lora" not in sds.loss_history  # plain SDS has no static prior to fit
+    assert not any(p.stage == "static_prior" and p.step for p in progress)
 
 
 def test_cancel_stops_the_job(blob, priors, tmp_path):

@@ -116,7 +116,7 @@ def run_job(
 
     # Relative cost of one step of each stage, for the ETA.
     inv = settings.inversion_steps if settings.noise_mode == "ddim_inversion" else 0
-    weights = {"static_prior": 1.0 * settings.lora_steps * (settings.static_prior == "lora"),
+    weights = {"static_prior": 1.0 * settings.lora_steps * (settings.static_prior == "lora" and settings.score_mode == "msd"),
                "msd": (3.0 + inv) * settings.msd_steps,
                "refine": 2.0 * settings.refine_steps}
     total_work = max(sum(weights.values()), 1.0)
@@ -151,7 +151,8 @@ def run_job(
     # ---- stage 1: static prior ------------------------------------------------------------------
     t0 = time.perf_counter()
     lora_losses: list[float] = []
-    if settings.static_prior == "lora":
+    needs_lora = settings.static_prior == "lora" and settings.score_mode == "msd"
+    if needs_lora:
         relay = JobEvents(on_progress=stage_progress("static_prior", 1.0), cancel_event=events.cancel_event)
         outcome = fit_static_prior(prior, splat, tensors, cameras, settings, static_prompt, relay,
                                    cache_dir=lora_cache_dir or models.lora_cache_dir)
@@ -175,7 +176,7 @@ def run_job(
     # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from
     # a copy of the UNet with the LoRA merged in (plain layers; +1 UNet of memory).
     static_model = None
-    if settings.static_prior == "lora" and dev.type == "cuda":
+    if needs_lora and dev.type == "cuda":
         static_model = prior.with_unet(lora.merged_copy(prior.unet))
     relay = JobEvents(on_progress=stage_progress("msd", 3.0 + inv), cancel_event=events.cancel_event)
     msd = optimise_motion(prior, problem, cond, settings, relay, generator,

@@ -171,13 +171,22 @@ def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning
     return eps_dynamic, eps_static
 
 
+def predict_dynamic(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, settings: JobSettings) -> torch.Tensor:
+    """ε_dynamic alone (classifier-free guided), for the plain-SDS baseline."""
+    b = x_t.shape[0]
+    with torch.no_grad():
+        both = prior.predict_noise(torch.cat([x_t, x_t]), t.expand(2 * b),
+                                   torch.cat([cond.motion.expand(b, -1, -1), cond.negative.expand(b, -1, -1)]), lora=False)
+    return both[b:] + settings.guidance_scale * (both[:b] - both[b:])
+
+
 def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
                     generator: torch.Generator, on_step=None, timer: SectionTimer | None = None,
                     static_model=None) -> MsdOutcome:
     """Runs ``settings.msd_steps`` MSD steps on ``problem.field``.
 
     ``static_model``: optional LoRA-merged copy of ``prior`` for ε_static and the inversion."""
-    use_lora = settings.static_prior == "lora"
+    use_lora = settings.static_prior == "lora" and settings.score_mode == "msd"
     optimiser = torch.optim.Adam(problem.field.parameters(), lr=settings.msd_lr)
     outcome = MsdOutcome()
     total = settings.msd_steps
@@ -208,7 +217,11 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
             else:  # the same noise the last inversion found, applied to the current latents
                 x_t = prior.add_noise(latents.detach(), eps, t)
         with section(timer, "guidance"):
-            eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora, static_model)
+            if settings.score_mode == "sds":  # the baseline: subtract the noise itself, no static prior
+                eps_dynamic = predict_dynamic(prior, x_t, t, cond, settings)
+                eps_static = eps
+            else:
+                eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora, static_model)
             grad = msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)
 
         with section(timer, "regularisers"):
