@@ -170,7 +170,8 @@ def run_job(
         preview_index = np.sort(np.random.default_rng(seed).choice(splat.count, settings.preview_max_gaussians, replace=False))
 
     def send_preview(step: int, total: int, stage: str, frames: int) -> None:
-        if settings.preview_every and (step % settings.preview_every == 0 or step == total):
+        # The first step too, so the artist sees the object under the worker's control at once.
+        if settings.preview_every and (step == 1 or step % settings.preview_every == 0 or step == total):
             events.preview(field_animation(problem, frames, settings.fps, preview_index), stage)
 
     # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from
