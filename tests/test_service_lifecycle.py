@@ -73,7 +73,8 @@ def test_sigterm_during_a_job_cancels_it_and_exits_zero_quickly(tmp_path):
         client.submit(small_splat(100), "a blob spins", settings={"preset": "test", "msd_steps": 20000, "preview_every": 0})
         accepted = client.wait_for(lambda m: isinstance(m, (p.Accepted, p.Error)), 20.0)
         assert isinstance(accepted, p.Accepted), accepted
-        client.wait_for(lambda m: isinstance(m, p.Progress) and m.stage == "msd", 60.0)
+        running = client.wait_for(lambda m: isinstance(m, p.Error) or (isinstance(m, p.Progress) and m.stage == "msd"), 60.0)
+        assert isinstance(running, p.Progress), (running, worker.log_text()[-2000:])
         start = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(15)
