@@ -136,7 +136,7 @@ class GaussianSplat:
             if arr.size and not np.isfinite(arr).all():
                 bad = int((~np.isfinite(arr)).reshape(arr.shape[0], -1).any(axis=1).sum())
                 raise SplatError(f"{name} has non-finite values in {bad} Gaussian(s)")
-        if n and (np.linalg.norm(self.quats, axis=1) < 1e-12).any():
+        if n and (np.linalg.norm(self.quats.astype(np.float64), axis=1) < 1e-12).any():
             raise SplatError("quats contains zero-length quaternions")
         if self.part_ids is not None:
             if not isinstance(self.part_ids, np.ndarray) or self.part_ids.shape != (n,):
