@@ -139,7 +139,9 @@ class MotionField(nn.Module):
         dpos = torch.where(at_zero, 0.0, (raw_pos[1:] - raw_pos[:1]) * self.position_scale)
         dlogscale = torch.where(at_zero, 0.0, raw_scale[1:] - raw_scale[:1])
         dquat = quat_from_axis_angle(raw_rot[1:] - raw_rot[:1])
-        dquat = torch.where(at_zero, dquat.new_tensor([1.0, 0.0, 0.0, 0.0]), dquat)
+        identity = torch.zeros(4, device=dquat.device, dtype=dquat.dtype)
+        identity[0] = 1.0  # built on the device: a host tensor here would sync every step
+        dquat = torch.where(at_zero, identity, dquat)
         return dpos, dquat, dlogscale
 
     def plane_regularizer(

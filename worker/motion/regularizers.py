@@ -291,7 +291,7 @@ def _rotation_acceleration(q: torch.Tensor) -> torch.Tensor:
     w ≥ 0 hemisphere first, so q and −q (the same rotation) are treated alike.
     """
     q = quat_normalise(q)
-    inverse = q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
+    inverse = torch.cat([q[..., :1], -q[..., 1:]], dim=-1)  # conjugate, without a host constant
     increments = quat_multiply(q[1:], inverse[:-1])
     with torch.no_grad():
         sign = torch.where(increments[..., :1] < 0, -1.0, 1.0).to(q.dtype)

@@ -112,7 +112,10 @@ class VideoPrior:
 
     # ---- diffusion ----------------------------------------------------------------------------
     def _timesteps(self, timesteps, batch: int) -> torch.Tensor:
-        t = torch.as_tensor(timesteps, device=self.device).long().reshape(-1)
+        if isinstance(timesteps, int):  # a fill kernel: no host-to-device copy, so no stream sync
+            t = torch.full((1,), timesteps, device=self.device, dtype=torch.long)
+        else:
+            t = torch.as_tensor(timesteps, device=self.device).long().reshape(-1)
         if t.numel() == 1:
             t = t.expand(batch)
         if t.numel() != batch:

@@ -34,7 +34,9 @@ def timestep_grid(t: int, steps: int, num_train_timesteps: int) -> list[int]:
 
 def _level_alpha(alphas_cumprod: torch.Tensor, grid: list[int], level: int) -> torch.Tensor:
     # Level 0 is the clean latent itself, whatever ᾱ at timestep 0 is.
-    return alphas_cumprod.new_tensor(1.0) if level == 0 else alphas_cumprod[grid[level]]
+    if level == 0:  # torch.ones is a fill kernel; new_tensor(1.0) would copy from the host and sync
+        return torch.ones((), device=alphas_cumprod.device, dtype=alphas_cumprod.dtype)
+    return alphas_cumprod[grid[level]]
 
 
 def ddim_step(x: torch.Tensor, eps: torch.Tensor, alpha_from: torch.Tensor, alpha_to: torch.Tensor) -> torch.Tensor:

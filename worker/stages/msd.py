@@ -92,10 +92,19 @@ class MotionProblem:
                                                 dpos, dquat, dlogscale)
         return (dpos, dquat, dlogscale), (means, quats, log_scales)
 
-    def render_clips(self, means, quats, log_scales, view_ids: torch.Tensor) -> torch.Tensor:
+    def cameras_for(self, view_ids) -> Cameras:
+        """The cameras for a tuple of view indices, selected once and kept on the device (selecting
+        each step would copy indices from the host and sync the stream)."""
+        key = tuple(int(i) for i in view_ids)
+        cache = self.__dict__.setdefault("_camera_cache", {})
+        if key not in cache:
+            cache[key] = self.cameras.select(list(key))
+        return cache[key]
+
+    def render_clips(self, means, quats, log_scales, view_ids) -> torch.Tensor:
         """Renders every frame from the chosen cameras → clips [V, T, 3, H, W]."""
         images, _ = render(means, quats, torch.exp(log_scales), self.splat.opacities, self.splat.colors,
-                           self.cameras.select(view_ids))
+                           self.cameras_for(view_ids))
         return images.permute(1, 0, 4, 2, 3)  # [T, V, H, W, 3] -> [V, T, 3, H, W]
 
     def regularisers(self, deltas, means, settings: JobSettings, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -162,7 +171,8 @@ def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning
             three = torch.cat([prior.predict_noise(latents3[: 2 * b], t3[: 2 * b], text3[: 2 * b], lora=False),
                                static_model.predict_noise(x_t, tt, static, lora=False)])
         elif use_lora:
-            mask = torch.cat([torch.zeros(2 * b), torch.ones(b)])
+            mask = torch.ones(3 * b, device=x_t.device)
+            mask[: 2 * b] = 0.0  # on the device: the gate then never copies from the host
             three = predict_noise_mixed(prior, latents3, t3, text3, mask)
         else:
             three = prior.predict_noise(latents3, t3, text3, lora=False)
@@ -198,11 +208,11 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
             deltas, (means, quats, log_scales) = problem.deform(problem.frames)
         fresh = reuse is None or settings.noise_mode != "ddim_inversion" or step % settings.inversion_every == 0
         if fresh:
-            views = choose_views(step, problem.cameras, settings, generator).to(means.device)
+            views = tuple(choose_views(step, problem.cameras, settings, generator).tolist())
             lo, hi = timestep_bounds(step, total, settings)
             u = lo + (hi - lo) * float(torch.rand((), generator=generator))
             t_int = int(round(u * (prior.num_train_timesteps - 1)))  # drawn on the host: no device sync
-            t = torch.tensor([t_int], device=means.device, dtype=torch.long)
+            t = torch.full((1,), t_int, device=means.device, dtype=torch.long)
         else:
             views, t, t_int, eps = reuse
         with section(timer, "render"):

@@ -54,7 +54,7 @@ def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: J
         events.check_cancelled()
         deltas, (means, quats, log_scales) = problem.deform(frames)
         if target is None or step % REFRESH_EVERY == 0:
-            views = choose_views(step, problem.cameras, settings, generator).to(means.device)
+            views = tuple(choose_views(step, problem.cameras, settings, generator).tolist())
         clips = problem.render_clips(means, quats, log_scales, views)
         if target is None or step % REFRESH_EVERY == 0:
             with torch.no_grad():
