@@ -27,7 +27,8 @@ def run(blob, priors, tmp_path, **overrides):
     settings = JobSettings.from_preset("test", **overrides)
     previews = []
     progress = []
-    events = JobEvents(on_progress=progress.append, on_preview=lambda a, s: previews.append((a, s)))
+    events = JobEvents(on_progress=progress.append,
+                       on_preview=lambda a, s, step, idx: previews.append((a, s, step, idx)))
     result = run_job(blob, "the blob jumps", settings, seed=7, device="cpu", models=TINY, events=events,
                      priors=priors, lora_cache_dir=tmp_path / "lora")
     return result, previews, progress
@@ -46,6 +47,14 @@ def test_first_frame_is_the_input_and_later_frames_move(blob, priors, tmp_path):
     for stage in ("load", "static_prior", "msd", "export"):
         assert stage in stages
     assert previews and previews[-1][0].num_gaussians == blob.count
+
+
+def test_previews_of_large_splats_are_subsampled_with_their_indices(blob, priors, tmp_path):
+    _, previews, _ = run(blob, priors, tmp_path, refine_steps=0, preview_max_gaussians=500, preview_every=3)
+    assert [p[2] for p in previews] == [1, 3, 6]  # first step, every 3rd, last
+    for anim, stage, step, indices in previews:
+        assert anim.num_gaussians == 500 and indices.dtype == np.int32
+        assert len(np.unique(indices)) == 500 and indices.min() >= 0 and indices.max() < blob.count
 
 
 def test_refinement_raises_the_frame_count(blob, priors, tmp_path):

@@ -35,16 +35,18 @@ class JobEvents:
     """Callbacks from the pipeline. All optional; all called from the pipeline's thread."""
 
     on_progress: Callable[[Progress], None] | None = None
-    on_preview: Callable[[Animation, str], None] | None = None  # (animation so far, stage)
+    # (animation so far, stage, step, indices): `indices` names the Gaussians a subsampled
+    # preview covers (None = all of them)
+    on_preview: Callable[..., None] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
     def progress(self, progress: Progress) -> None:
         if self.on_progress is not None:
             self.on_progress(progress)
 
-    def preview(self, animation: Animation, stage: str) -> None:
+    def preview(self, animation: Animation, stage: str, step: int = 0, indices=None) -> None:
         if self.on_preview is not None:
-            self.on_preview(animation, stage)
+            self.on_preview(animation, stage, step, indices)
 
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():

@@ -172,7 +172,8 @@ def run_job(
     def send_preview(step: int, total: int, stage: str, frames: int) -> None:
         # The first step too, so the artist sees the object under the worker's control at once.
         if settings.preview_every and (step == 1 or step % settings.preview_every == 0 or step == total):
-            events.preview(field_animation(problem, frames, settings.fps, preview_index), stage)
+            events.preview(field_animation(problem, frames, settings.fps, preview_index), stage, step,
+                           None if preview_index is None else preview_index.astype(np.int32))
 
     # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from
     # a copy of the UNet with the LoRA merged in (plain layers; +1 UNet of memory).

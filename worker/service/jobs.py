@@ -78,6 +78,8 @@ class PreviewReady:
     job_id: str
     animation: Any
     stage: str
+    step: int = 0
+    indices: Any = None  # int32 [M] for a subsampled preview, None when it covers every Gaussian
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,8 @@ class JobThread(threading.Thread):
         log.info("started", extra={"preset": job.settings.preset, "gaussians": job.splat.count})
         events = JobEvents(
             on_progress=lambda p: self._on_progress(job, p),
-            on_preview=lambda animation, stage: self.post(PreviewReady(job.id, animation, stage)),
+            on_preview=lambda animation, stage, step=0, indices=None: self.post(
+                PreviewReady(job.id, animation, stage, step, indices)),
             cancel_event=job.cancel_event,
         )
         try:

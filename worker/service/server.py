@@ -321,7 +321,8 @@ class WorkerService:
             if isinstance(item, StageChanged):
                 self._send_progress(job)
             elif isinstance(item, PreviewReady):
-                self._send(job.owner, p.Preview(job_id=job.id, stage=item.stage, animation=item.animation))
+                self._send(job.owner, p.Preview(job_id=job.id, stage=item.stage, animation=item.animation,
+                                                step=item.step, indices=item.indices))
             elif isinstance(item, JobFinished):
                 if job.state == DONE:
                     self._send_progress(job)
