@@ -366,3 +366,18 @@ def test_protocol_error_message_is_one_line():
 def test_encode_rejects_non_messages():
     with pytest.raises(TypeError):
         p.encode({"kind": "HELLO"})
+
+
+def test_huge_finite_values_are_accepted_and_nan_among_them_is_not():
+    """The fast finiteness check must not mistake a float32 sum overflow for a non-finite value."""
+    anim = make_animation(2, 50)
+    huge = np.full_like(anim.delta_position, 3e38)
+    out = p.decode(p.encode(p.Result(job_id="j", animation=Animation(huge, anim.delta_rotation, anim.delta_scale))))
+    assert_same(huge, out.animation.delta_position)
+    header, frames = header_and_frames(p.Result(job_id="j", animation=Animation(huge, anim.delta_rotation,
+                                                                                 anim.delta_scale)))
+    index = header["animation"]["delta_position"]["$nd"]
+    values = np.frombuffer(frames[index], np.float32).copy()
+    values[-1] = np.nan
+    frames[index] = values.tobytes()
+    assert code_of(pack(header, frames)) == p.BAD_ARRAY
