@@ -597,3 +597,5 @@ def _check_semantics(cls: type, values: dict[str, Any]) -> None:
         idx, anim = values["indices"], values["animation"]
         if len(idx) != anim.num_gaussians:
             raise ProtocolError(BAD_ARRAY, "preview indices do not match the animation's Gaussian count")
+        if idx.size and int(idx.min()) < 0:  # numpy would silently count a negative index from the end
+            raise ProtocolError(BAD_ARRAY, "preview indices must be non-negative")

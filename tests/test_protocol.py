@@ -317,6 +317,8 @@ def test_animation_disagreement_is_bad_array():
 def test_preview_indices_must_match_animation():
     message = p.Preview(job_id="j", stage="msd", animation=make_animation(2, 5), indices=np.arange(6, dtype=np.int32))
     assert code_of(p.encode(message)) == p.BAD_ARRAY
+    negative = p.Preview(job_id="j", stage="msd", animation=make_animation(2, 3), indices=np.array([0, -1, 2], np.int32))
+    assert code_of(p.encode(negative)) == p.BAD_ARRAY
 
 
 def test_bad_settings():
