@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import all_finite
+
 
 def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product a ⊗ b of (..., 4) quaternions in (w, x, y, z) order, broadcasting."""
@@ -67,7 +69,7 @@ class Animation:
                 raise ValueError(f"{name} must be a float32 numpy array")
             if arr.ndim != 3 or arr.shape[2] != width:
                 raise ValueError(f"{name} must have shape [T, N, {width}], got {list(arr.shape)}")
-            if not np.isfinite(arr).all():
+            if not all_finite(arr):
                 raise ValueError(f"{name} contains NaN or infinite values")
         if not (dp.shape[:2] == dr.shape[:2] == ds.shape[:2]):
             raise ValueError("delta arrays disagree on frames or Gaussian count")

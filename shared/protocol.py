@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Sequence
 import msgpack
 import numpy as np
 
+from .arrays import all_finite
 from .deformation import Animation
 from .settings import JobSettings, SettingsError
 from .splat import ARRAY_FIELDS, GaussianSplat, SplatError
@@ -361,7 +362,7 @@ class _Decoder:
             raise ProtocolError(BAD_ARRAY, f"{name} should be {nbytes} bytes, its frame has {buffer.nbytes}")
         self.used.add(index)
         array = np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape)
-        if array.dtype.kind == "f" and not _all_finite(array):
+        if array.dtype.kind == "f" and not all_finite(array):
             raise ProtocolError(BAD_ARRAY, f"{name} contains NaN or infinite values")
         return array
 
@@ -489,21 +490,6 @@ def _check_plain(value: Any, name: str, limits: Limits, depth: int) -> None:
             _check_plain(v, f"{name}.{k}", limits, depth + 1)
         return
     raise ProtocolError(BAD_FIELD, f"{name} holds unsupported data ({type(value).__name__})")
-
-
-def _all_finite(array: np.ndarray) -> bool:
-    """True if no value is NaN or ±inf, at close to memory speed.
-
-    A sum in the array's own dtype is non-finite whenever some value is (NaN and inf propagate
-    through addition), so a finite sum proves every value finite. A non-finite sum may also come
-    from finite values overflowing, so only then the exact element-wise check decides.
-    """
-    if not array.size:
-        return True
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(array.sum()):
-            return True
-    return bool(np.isfinite(array).all())
 
 
 def _is_int(value: Any) -> bool:

@@ -18,6 +18,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .arrays import all_finite
+
 SH_C0 = 0.28209479177387814  # the degree-0 SH basis constant
 REST_COUNTS = {0: 0, 1: 3, 2: 8, 3: 15}  # SH degree -> number of higher-order coefficients
 DEFAULT_MAX_GAUSSIANS = 10_000_000
@@ -133,7 +135,7 @@ class GaussianSplat:
             )
         for name in ARRAY_FIELDS:
             arr = getattr(self, name)
-            if arr.size and not np.isfinite(arr).all():
+            if not all_finite(arr):
                 bad = int((~np.isfinite(arr)).reshape(arr.shape[0], -1).any(axis=1).sum())
                 raise SplatError(f"{name} has non-finite values in {bad} Gaussian(s)")
         if n and (np.linalg.norm(self.quats.astype(np.float64), axis=1) < 1e-12).any():
