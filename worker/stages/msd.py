@@ -118,6 +118,21 @@ class MotionProblem:
         return terms
 
 
+def weighted_total(main: str, terms: dict[str, torch.Tensor], settings: JobSettings) -> torch.Tensor:
+    """The stage's own loss ``terms[main]`` plus the weighted regularisers."""
+    return terms[main] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
+
+
+def report_losses(stage: str, step: int, total: int, terms: dict[str, torch.Tensor], history: dict[str, list[float]],
+                  events: JobEvents, extra: dict[str, float] | None = None) -> None:
+    """Reads the loss terms back (one host sync), appends them to ``history`` and reports progress."""
+    values = {k: float(v.detach()) for k, v in terms.items()}
+    values.update(extra or {})
+    for k, v in values.items():
+        history.setdefault(k, []).append(v)
+    events.progress(Progress(stage, step + 1, total, losses=values))
+
+
 @dataclass
 class MsdOutcome:
     losses: dict[str, list[float]] = field(default_factory=dict)
@@ -238,18 +253,14 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
             terms = {"msd": msd_loss(latents, grad) / latents.shape[0]}
             for name, value in problem.regularisers(deltas, means, settings, generator).items():
                 terms[name] = value
-            total_loss = terms["msd"] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
+            total_loss = weighted_total("msd", terms, settings)
         with section(timer, "backward"):
             optimiser.zero_grad(set_to_none=True)
             total_loss.backward()
             optimiser.step()
 
         if step % log_every == 0 or step == total - 1:
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            values["grad_norm"] = float(grad.norm())
-            for k, v in values.items():
-                outcome.losses.setdefault(k, []).append(v)
-            events.progress(Progress("msd", step + 1, total, losses=values))
+            report_losses("msd", step, total, terms, outcome.losses, events, {"grad_norm": float(grad.norm())})
         if on_step is not None:
             on_step(step + 1, total)
     return outcome

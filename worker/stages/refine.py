@@ -16,8 +16,8 @@ import torch
 
 from animus3d_shared.settings import JobSettings
 
-from ..events import JobEvents, Progress
-from .msd import Conditioning, MotionProblem, choose_views
+from ..events import JobEvents
+from .msd import Conditioning, MotionProblem, choose_views, report_losses, weighted_total
 
 REFRESH_EVERY = 10
 DENOISE_STEPS = 4
@@ -64,15 +64,12 @@ def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: J
                 target = prior.decode_latents(refined).float()
         terms = {"refine": torch.nn.functional.mse_loss(clips.float(), target)}
         terms.update(problem.regularisers(deltas, means, settings, generator))
-        loss = terms["refine"] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
+        loss = weighted_total("refine", terms, settings)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         if step % log_every == 0 or step == total - 1:
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            for k, v in values.items():
-                outcome.losses.setdefault(k, []).append(v)
-            events.progress(Progress("refine", step + 1, total, losses=values))
+            report_losses("refine", step, total, terms, outcome.losses, events)
         if on_step is not None:
             on_step(step + 1, total)
     return outcome
