@@ -36,7 +36,18 @@ def check_folder(folder: Path) -> None:
 
 
 def _load_weights(cls, source: str, subfolder: str, dtype: torch.dtype, local: bool, **kwargs):
-    """``cls.from_pretrained`` trying the fp16 weight variant first when a half dtype is wanted."""
+    """``cls.from_pretrained`` trying the fp16 weight variant first when a half dtype is wanted.
+
+    For a local folder the fp16 variant is tried only if its files are there, and a folder holding
+    safetensors is loaded with ``use_safetensors=True``: diffusers would otherwise fall back to
+    pickled ``.bin`` files ("unsafe serialization") while probing.
+    """
+    if local:
+        files = [p.name for p in (Path(source) / subfolder).glob("*")]
+        if any(name.endswith(".safetensors") for name in files):
+            kwargs["use_safetensors"] = True
+        if not any(".fp16." in name for name in files):
+            return cls.from_pretrained(source, subfolder=subfolder, local_files_only=True, **kwargs)
     if dtype in HALF_DTYPES:
         try:
             return cls.from_pretrained(source, subfolder=subfolder, variant="fp16", local_files_only=local, **kwargs)
