@@ -84,12 +84,22 @@ def run(args: argparse.Namespace) -> int:
             for case in cases:
                 rows.append(ev.run_case(case, settings, device=args.device, models=models, priors=priors,
                                         seed=args.seed))
+                r = rows[-1]
+                print(f"{name} {r['id']}: expected {r['expected']} predicted {r['predicted']} "
+                      f"PSNR {r['appearance_psnr']:.1f}", flush=True)
+                report["runs"][name] = {"overrides": overrides, "summary": ev.summarise(rows), "cases": rows}
+                _write_report(args.out, report)  # partial results survive a run stopped by a time limit
         summary = ev.summarise(rows)
         report["runs"][name] = {"overrides": overrides, "summary": summary, "cases": rows}
         _table(f"{Path(args.suite).name} · ablation {name}" + (" · ground truth" if args.ground_truth else ""),
                rows, summary)
-    if args.out:
-        out = Path(args.out)
+    _write_report(args.out, report)
+    return 0
+
+
+def _write_report(out_dir: str | None, report: dict) -> None:
+    """Writes ``report`` to ``out_dir/results.json`` (nothing when no directory was given)."""
+    if out_dir:
+        out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    return 0
