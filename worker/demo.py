@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set arap_weight=64")
     args = parser.parse_args(argv)
 
     import torch
@@ -44,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     from .pipeline import resolve_device, run_job
 
     device = resolve_device(args.device)
-    settings = JobSettings.from_preset("draft") if device.type == "cuda" else JobSettings.from_preset("draft", **CPU_DEMO)
+    from .commands.animate import parse_overrides
+
+    overrides = parse_overrides(args.set)
+    settings = (JobSettings.from_preset("draft", **overrides) if device.type == "cuda"
+                else JobSettings.from_preset("draft", **{**CPU_DEMO, **overrides}))
     splat = load_sample()
     print(f"animus3d demo: {splat.count} Gaussians, prompt {args.prompt!r}, device {device}, preset {settings.preset}"
           f"{'' if device.type == 'cuda' else ' (CPU budget)'}")

@@ -206,7 +206,7 @@ def run_job(
     animation = field_animation(problem, out_frames, settings.fps * out_frames / settings.frames)
     lora.remove_lora(prior.unet)  # the cached prior goes back clean for the next job
     timings["total"] = time.perf_counter() - job_start
-    history = {f"lora": lora_losses} if lora_losses else {}
+    history = {"lora": lora_losses} if lora_losses else {}
     history.update(msd.losses)
     history.update({f"refine_{k}" if k != "refine" else k: v for k, v in refine_losses.items()})
     final = {k: v[-1] for k, v in history.items() if v}
