@@ -177,10 +177,16 @@ class FrameWriter:
         return not self._pending and self._units is None
 
     def step(self, deadline: float = float("inf")) -> bool:
-        """Write units until the deadline; at least one unit runs when the deadline allows it."""
+        """Write units until the deadline; at least one unit runs when the deadline allows it.
+
+        The first unit of a call runs whenever the deadline has not passed, whatever the cost
+        estimate: the estimate only decays when units run, so skipping on the estimate alone would
+        stop a writer for good once one slow unit (a loaded machine) pushed it above the budget.
+        """
+        wrote = False
         while not self.done:
             now = time.perf_counter()
-            if now + self._unit_cost > deadline:
+            if now >= deadline or (wrote and now + self._unit_cost > deadline):
                 break
             if self._units is None:
                 self._units = self._frame_units(self._pending.pop(0))
@@ -193,6 +199,7 @@ class FrameWriter:
             # writer start an expensive one right before the deadline.
             cost = time.perf_counter() - now
             self._unit_cost = max(0.9 * self._unit_cost, min(cost, 0.05), 0.003)
+            wrote = True
         return self.done
 
     def run(self) -> None:

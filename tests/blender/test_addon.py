@@ -95,6 +95,7 @@ def test_import_bake_export_reload(user_dir, tmp_path):
     assert rebake["keys"] == ["Basis"] + [f"animus3d_f{t:04d}" for t in range(3)]
     assert len(rebake["frame_attrs"]) == 6 and len(rebake["fcurves"]) == 3 and rebake["range"] == [1, 3]
     assert r["cleared"] == {"shape_keys": False, "original": True, "standard_rot_original": True}
+    assert r["slow_estimate_writer_done"], "a writer with a high cost estimate must still make progress"
 
 
 def test_ticks_stay_under_20ms_while_200k_previews_arrive(user_dir, tmp_path):

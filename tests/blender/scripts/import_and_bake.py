@@ -152,4 +152,18 @@ result["cleared"] = {
     "standard_rot_original": bool(np.array_equal(
         np.stack([addon.splat_mesh.get_float_attribute(obj.data, f"rot_{c}") for c in range(4)], 1), splat.quats)),
 }
+
+# ---- a writer whose unit-cost estimate exceeds every tick's budget still finishes (regression: it
+# used to skip every unit once one slow unit on a loaded machine raised the estimate)
+import time  # noqa: E402
+
+writer = addon.bake.FrameWriter(obj, anim.num_frames, 1)
+writer.prepare()
+writer.load(anim)
+writer._unit_cost = 1.0  # as if one unit had taken a second
+calls = 0
+while not writer.done and calls < 100_000:
+    writer.step(time.perf_counter() + 0.001)  # 1 ms budgets, far below the estimate
+    calls += 1
+result["slow_estimate_writer_done"] = bool(writer.done)
 finish(result)
