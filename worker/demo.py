@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     from .commands.animate import parse_overrides
 
     overrides = parse_overrides(args.set)
-    settings = (JobSettings.from_preset("draft", **overrides) if device.type == "cuda"
+    # The embedded prior was trained on 64×64 clips: the GPU demo keeps that resolution and the demo's
+    # ARAP/TV weights, with the draft preset's step counts.
+    gpu_demo = dict(resolution=64, arap_weight=CPU_DEMO["arap_weight"], tv_weight=CPU_DEMO["tv_weight"])
+    settings = (JobSettings.from_preset("draft", **{**gpu_demo, **overrides}) if device.type == "cuda"
                 else JobSettings.from_preset("draft", **{**CPU_DEMO, **overrides}))
     splat = load_sample()
     print(f"animus3d demo: {splat.count} Gaussians, prompt {args.prompt!r}, device {device}, preset {settings.preset}"
