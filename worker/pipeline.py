@@ -114,14 +114,14 @@ def run_job(
     clock = EtaClock()
     job_start = time.perf_counter()
 
-    # Relative cost of one step of each stage, for the ETA.
-    inv = settings.inversion_steps if settings.noise_mode == "ddim_inversion" else 0
-    weights = {"static_prior": 1.0 * settings.lora_steps * (settings.static_prior == "lora" and settings.score_mode == "msd"),
+    needs_lora = settings.static_prior == "lora" and settings.score_mode == "msd"
+    # Relative cost of one step of each stage (in UNet forwards), for the ETA.
+    inv = settings.inversion_steps / settings.inversion_every if settings.noise_mode == "ddim_inversion" else 0.0
+    weights = {"static_prior": 1.0 * settings.lora_steps * needs_lora,
                "msd": (3.0 + inv) * settings.msd_steps,
                "refine": 2.0 * settings.refine_steps}
     total_work = max(sum(weights.values()), 1.0)
     done_work = {"value": 0.0}
-    last_emit = {"t": 0.0}
 
     def stage_progress(stage: str, per_step: float):
         def on(progress: Progress) -> None:
@@ -151,7 +151,6 @@ def run_job(
     # ---- stage 1: static prior ------------------------------------------------------------------
     t0 = time.perf_counter()
     lora_losses: list[float] = []
-    needs_lora = settings.static_prior == "lora" and settings.score_mode == "msd"
     if needs_lora:
         relay = JobEvents(on_progress=stage_progress("static_prior", 1.0), cancel_event=events.cancel_event)
         outcome = fit_static_prior(prior, splat, tensors, cameras, settings, static_prompt, relay,
