@@ -41,3 +41,15 @@ def test_unknown_preset_and_non_mapping():
         JobSettings.from_preset("ultra")
     with pytest.raises(SettingsError):
         JobSettings.from_dict(["not", "a", "mapping"])
+
+
+def test_paper_preset_is_the_paper_and_standard_is_minute_scale():
+    paper = JobSettings.from_preset("paper")
+    assert (paper.lora_steps, paper.msd_steps, paper.inversion_every, paper.frames, paper.resolution) == \
+        (3000, 5000, 1, 16, 256)
+    assert JobSettings() == paper.replace(preset="paper")
+    standard = JobSettings.from_preset("standard")
+    # Same output as the paper (frames, resolution), far fewer UNet forwards.
+    assert (standard.frames, standard.resolution) == (paper.frames, paper.resolution)
+    forwards = lambda s: s.lora_steps * s.lora_batch + s.msd_steps * (3 + s.inversion_steps / s.inversion_every)  # noqa: E731
+    assert forwards(standard) * 10 < forwards(paper)

@@ -60,3 +60,30 @@ def test_lora_fit_lowers_the_loss_and_trains_only_lora(tiny_prior, tmp_path):
     assert hit.cache_hit and hit.losses == []
     assert abs(fixed_eval_loss(prior, latents, text) - after) < 1e-6
     lora.remove_lora(prior.unet)
+
+
+def test_batched_lora_steps_fit_and_key_the_cache_by_batch(tiny_prior, tmp_path):
+    """lora_batch > 1: several static clips per step; still lowers the loss, and a different batch is
+    a different LoRA in the cache (it is trained differently)."""
+    from animus3d_shared.samples import make_test_blob
+    from animus3d_worker.stages.static_prior import cache_key
+
+    prior = tiny_prior
+    splat = make_test_blob(seed=2, count=600)
+    tensors = SplatTensors.from_splat(splat, "cpu")
+    lo, hi = tensors.bbox
+    settings = JobSettings.from_preset("test", lora_steps=20, lora_batch=3, lora_lr=3e-3, orbit_views=2,
+                                       resolution=32)
+    cams = make_cameras(lo, hi, resolution=32, orbit_views=2)
+    static = "a blob, standing still, static"
+    lora.remove_lora(prior.unet)
+    lora.inject_lora(prior.unet, rank=settings.lora_rank, alpha=settings.lora_alpha)
+    latents = prior.encode_frames(render_static_clips(tensors, cams, settings.frames)[:1]).detach()
+    text = prior.encode_text([static])
+    before = fixed_eval_loss(prior, latents, text)
+    outcome = fit_static_prior(prior, splat, tensors, cams, settings, static, JobEvents(), cache_dir=tmp_path)
+    assert len(outcome.losses) == 20 and not outcome.cache_hit
+    assert fixed_eval_loss(prior, latents, text) < before
+    assert cache_key(splat, prior.name, settings, static) != cache_key(splat, prior.name,
+                                                                       settings.replace(lora_batch=1), static)
+    lora.remove_lora(prior.unet)

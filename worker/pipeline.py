@@ -6,6 +6,7 @@ The pipeline knows nothing about sockets; it reports through ``JobEvents``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -176,12 +177,18 @@ def run_job(
 
     # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from
     # a copy of the UNet with the LoRA merged in (plain layers; +1 UNet of memory).
+    # The base UNet then needs no LoRA layers at all (the LoRA stays cached on disk), so both UNets
+    # are plain, frozen modules whose no-grad forwards replay CUDA graphs.
     static_model = None
-    if needs_lora and dev.type == "cuda":
+    if needs_lora and dev.type == "cuda" and settings.batched_scores:
         static_model = prior.with_unet(lora.merged_copy(prior.unet))
+        lora.remove_lora(prior.unet)
     relay = JobEvents(on_progress=stage_progress("msd", 3.0 + inv), cancel_event=events.cancel_event)
-    msd = optimise_motion(prior, problem, cond, settings, relay, generator,
-                          on_step=lambda s, n: send_preview(s, n, "msd", settings.frames), static_model=static_model)
+    graphs = prior.graphed(*([static_model] if static_model else [])) if settings.cuda_graphs else contextlib.nullcontext()
+    with graphs:
+        msd = optimise_motion(prior, problem, cond, settings, relay, generator,
+                              on_step=lambda s, n: send_preview(s, n, "msd", settings.frames),
+                              static_model=static_model)
     del static_model
     done_work["value"] += weights["msd"]
     timings["msd"] = time.perf_counter() - t0
@@ -196,8 +203,9 @@ def run_job(
         refine_cond = cond if refiner is prior else _conditioning(refiner, prompt, static_prompt)
         out_frames = settings.frames * settings.refine_frame_multiplier
         relay = JobEvents(on_progress=stage_progress("refine", 2.0), cancel_event=events.cancel_event)
-        refined = refine_motion(refiner, problem, refine_cond, settings, relay, generator,
-                                on_step=lambda s, n: send_preview(s, n, "refine", out_frames))
+        with refiner.graphed() if settings.cuda_graphs else contextlib.nullcontext():
+            refined = refine_motion(refiner, problem, refine_cond, settings, relay, generator,
+                                    on_step=lambda s, n: send_preview(s, n, "refine", out_frames))
         refine_losses = refined.losses
     timings["refine"] = time.perf_counter() - t0
 

@@ -14,6 +14,8 @@ the conditional ones first, then the unconditional ones.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import ddim
@@ -55,6 +57,7 @@ class VideoPrior:
         if self.max_text_length > 1024:  # tokenizers without a configured length report a huge sentinel
             self.max_text_length = 77
         self._text_cache: dict[str, torch.Tensor] = {}
+        self.graphs = None  # a cuda_graphs.UNetGraphs while graph replay is on (see ``graphed``)
 
     def with_unet(self, unet) -> "VideoPrior":
         """The same prior (VAE, text encoder, scheduler, text cache) with another UNet, e.g. a
@@ -64,6 +67,28 @@ class VideoPrior:
         view = copy.copy(self)
         view.unet = unet
         return view
+
+    @contextlib.contextmanager
+    def graphed(self, *others: "VideoPrior"):
+        """Within the block, no-grad forwards of UNets without LoRA layers replay CUDA graphs (on a
+        GPU; elsewhere this does nothing). ``others`` (e.g. a LoRA-merged view) share the cache. The
+        UNets must stay frozen inside the block; the graphs are freed on exit."""
+        from .cuda_graphs import UNetGraphs
+
+        priors = (self, *others)
+        if self.device.type != "cuda":
+            yield None
+            return
+        cache = UNetGraphs()
+        before = [p.graphs for p in priors]
+        for p in priors:
+            p.graphs = cache
+        try:
+            yield cache
+        finally:
+            for p, b in zip(priors, before):
+                p.graphs = b
+            cache.clear()
 
     def __repr__(self) -> str:
         return f"VideoPrior({self.name!r}, device={self.device}, dtype={self.dtype})"
@@ -135,6 +160,9 @@ class VideoPrior:
         if text_embeddings.shape[0] != b:
             raise ValueError(f"got {text_embeddings.shape[0]} text embeddings for a batch of {b}")
         t = self._timesteps(timesteps, b)
+        if self.graphs is not None and not lora and self.graphs.usable(latents) and not lora_ops.has_lora(self.unet):
+            eps = self.graphs.forward(self.unet, latents.to(self.dtype), t, text_embeddings.to(self.dtype))
+            return eps.to(latents.dtype)
         with lora_ops.lora_switched(self.unet, lora):
             eps = self.unet(latents.to(self.dtype), t, encoder_hidden_states=text_embeddings.to(self.dtype),
                             return_dict=False)[0]

@@ -29,7 +29,7 @@ from ..splat_tensors import SplatTensors
 
 log = logging.getLogger("animus3d.static_prior")
 
-LORA_SETTINGS = ("lora_steps", "lora_rank", "lora_alpha", "lora_lr", "frames", "resolution",
+LORA_SETTINGS = ("lora_steps", "lora_batch", "lora_rank", "lora_alpha", "lora_lr", "frames", "resolution",
                  "orbit_views", "camera_elevation_deg")
 
 
@@ -100,13 +100,13 @@ def fit_static_prior(
     prior.unet.train(False)  # dropout off; LoRA params still get gradients
     for step in range(settings.lora_steps):
         events.check_cancelled()
-        view = int(torch.randint(0, latents.shape[0], (1,), generator=generator))
-        x0 = latents[view : view + 1]
+        views = torch.randint(0, latents.shape[0], (settings.lora_batch,), generator=generator).tolist()
+        x0 = torch.cat([latents[v : v + 1] for v in views])  # slices: no index copied to the device
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-        t = torch.randint(0, prior.num_train_timesteps, (1,), generator=generator).to(prior.device)
+        t = torch.randint(0, prior.num_train_timesteps, (settings.lora_batch,), generator=generator).to(prior.device)
         noisy = prior.add_noise(x0, noise, t)
         with torch.enable_grad():
-            eps = prior.predict_noise(noisy, t, text, lora=True)
+            eps = prior.predict_noise(noisy, t, text.expand(settings.lora_batch, -1, -1), lora=True)
             loss = torch.nn.functional.mse_loss(eps.float(), noise.float())
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
