@@ -60,3 +60,30 @@ def test_ddim_inversion_is_the_same_with_graphs(prior):
         assert graphs.replays == 4
     torch.testing.assert_close(xt, eager_xt, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(eps, eager_eps, rtol=1e-4, atol=1e-4)
+
+
+def test_graphed_lora_training_learns_what_eager_training_learns(prior, tmp_path):
+    from animus3d_shared.settings import JobSettings
+    from animus3d_shared.samples import make_test_blob
+    from animus3d_worker.events import JobEvents
+    from animus3d_worker.priors import lora
+    from animus3d_worker.render import make_cameras
+    from animus3d_worker.splat_tensors import SplatTensors
+    from animus3d_worker.stages.static_prior import fit_static_prior
+
+    splat = make_test_blob(seed=1, count=500)
+    tensors = SplatTensors.from_splat(splat, "cuda")
+    lo, hi = tensors.bbox
+    cams = make_cameras(lo, hi, resolution=32, orbit_views=2, device="cuda")
+    states, losses = [], []
+    for graphs in (False, True):
+        settings = JobSettings.from_preset("test", lora_steps=12, lora_batch=2, lora_lr=3e-3, cuda_graphs=graphs)
+        out = fit_static_prior(prior, splat, tensors, cams, settings, "a blob, static", JobEvents(),
+                               cache_dir=tmp_path / str(graphs))
+        states.append(lora.lora_state_dict(prior.unet))
+        losses.append(out.losses)
+        lora.remove_lora(prior.unet)
+    assert states[0].keys() == states[1].keys()
+    for name in states[0]:
+        torch.testing.assert_close(states[1][name], states[0][name], rtol=2e-3, atol=2e-4)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3, abs=1e-5)

@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
                         help="preset(s) to measure (default: draft, standard, high, paper)")
     parser.add_argument("--gaussians", type=int, default=200_000)
     parser.add_argument("--msd-steps", type=int, default=6, help="timed MSD steps per configuration")
-    parser.add_argument("--lora-steps", type=int, default=4)
+    parser.add_argument("--lora-steps", type=int, default=6)
     parser.add_argument("--refine-steps", type=int, default=10)
     parser.add_argument("--no-reference", action="store_true", help="skip the fp32 reference configuration")
     parser.add_argument("--small", action="store_true",

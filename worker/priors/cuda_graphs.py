@@ -98,3 +98,36 @@ class UNetGraphs:
 
 def _eager(unet, sample, timesteps, text) -> torch.Tensor:
     return unet(sample, timesteps, encoder_hidden_states=text, return_dict=False)[0]
+
+
+class _UNetEps(torch.nn.Module):
+    """``unet(sample, t, text) → ε`` as a module of tensors only (what graph capture takes)."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return _eager(self.unet, sample, timesteps, text)
+
+
+def graphed_training_forward(unet: torch.nn.Module, sample: torch.Tensor, timesteps: torch.Tensor,
+                             text: torch.Tensor):
+    """A callable ``(sample, t, text) → ε`` whose forward and backward replay CUDA graphs
+    (``torch.cuda.make_graphed_callables``), for training the LoRA of a UNet at one fixed input
+    signature: gradients reach the trainable parameters (the LoRA) as in eager mode. The LoRA
+    layers' on/off state and the set of trainable parameters must not change while it is in use.
+    Returns ``None`` (train eagerly) when capture fails or there is no GPU."""
+    if not sample.is_cuda:
+        return None
+    try:
+        module = _UNetEps(unet)
+        graphed = torch.cuda.make_graphed_callables(
+            module, (sample.detach().clone(), timesteps.detach().clone().contiguous(), text.detach().clone().contiguous()))
+    except Exception as exc:  # noqa: BLE001 - fall back to eager training
+        log.warning("CUDA graph capture of the LoRA training step failed (%s: %s); training eagerly",
+                    type(exc).__name__, exc)
+        torch.cuda.synchronize(sample.device)
+        return None
+    log.info("captured the LoRA training forward/backward for sample %s", tuple(sample.shape))
+    return graphed

@@ -23,7 +23,7 @@ from animus3d_shared.settings import JobSettings
 from animus3d_shared.splat import GaussianSplat
 
 from ..events import JobEvents, Progress
-from ..priors import lora
+from ..priors import cuda_graphs, lora
 from ..render import Cameras, render
 from ..splat_tensors import SplatTensors
 
@@ -98,6 +98,7 @@ def fit_static_prior(
     step_losses: list[torch.Tensor] = []  # kept on the device; read back only when reporting
     log_every = max(1, settings.lora_steps // 100)
     prior.unet.train(False)  # dropout off; LoRA params still get gradients
+    graphed = None
     for step in range(settings.lora_steps):
         events.check_cancelled()
         views = torch.randint(0, latents.shape[0], (settings.lora_batch,), generator=generator).tolist()
@@ -105,8 +106,16 @@ def fit_static_prior(
         noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
         t = torch.randint(0, prior.num_train_timesteps, (settings.lora_batch,), generator=generator).to(prior.device)
         noisy = prior.add_noise(x0, noise, t)
+        texts = text.expand(settings.lora_batch, -1, -1)
+        if step == 0 and settings.cuda_graphs and prior.device.type == "cuda":
+            # The step's shapes never change: replay the UNet's forward and backward from CUDA graphs
+            # (a LoRA step is otherwise bound by the CPU launching peft's small kernels).
+            graphed = cuda_graphs.graphed_training_forward(prior.unet, noisy.to(prior.dtype), t, texts.to(prior.dtype))
         with torch.enable_grad():
-            eps = prior.predict_noise(noisy, t, text.expand(settings.lora_batch, -1, -1), lora=True)
+            if graphed is not None:
+                eps = graphed(noisy.to(prior.dtype), t, texts.to(prior.dtype))
+            else:
+                eps = prior.predict_noise(noisy, t, texts, lora=True)
             loss = torch.nn.functional.mse_loss(eps.float(), noise.float())
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
