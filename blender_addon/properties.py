@@ -31,14 +31,15 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
     preset: EnumProperty(
         name="Preset",
         items=[(name, name.capitalize(), f"the '{name}' preset") for name in PRESETS],
-        default="draft",
+        default="standard",  # minutes on one GPU; "draft" for a quick look, "paper" takes hours
     )
     frames: IntProperty(name="Frames", description="0: the preset's frame count", default=0, min=0, max=128)
     seed: IntProperty(name="Seed", default=0, min=0)
     show_advanced: BoolProperty(name="Advanced", default=False)
     use_advanced: BoolProperty(name="Override preset", description="Send the advanced settings below", default=False)
-    msd_steps: IntProperty(name="MSD steps", default=5000, min=0, max=100_000)
-    lora_steps: IntProperty(name="LoRA steps", default=3000, min=0, max=100_000)
+    # Override defaults are the standard preset's, so ticking "Override preset" changes nothing by itself.
+    msd_steps: IntProperty(name="MSD steps", default=PRESETS["standard"]["msd_steps"], min=0, max=100_000)
+    lora_steps: IntProperty(name="LoRA steps", default=PRESETS["standard"]["lora_steps"], min=0, max=100_000)
     guidance_scale: FloatProperty(name="Guidance", default=7.5, min=0.0, max=100.0)
     arap_weight: FloatProperty(name="ARAP weight", default=8.0, min=0.0, max=1e6)
     tv_weight: FloatProperty(name="TV weight", default=1.0, min=0.0, max=1e6)

@@ -118,7 +118,7 @@ def run_job(
     needs_lora = settings.static_prior == "lora" and settings.score_mode == "msd"
     # Relative cost of one step of each stage (in UNet forwards), for the ETA.
     inv = settings.inversion_steps / settings.inversion_every if settings.noise_mode == "ddim_inversion" else 0.0
-    weights = {"static_prior": 1.0 * settings.lora_steps * needs_lora,
+    weights = {"static_prior": 1.5 * settings.lora_batch * settings.lora_steps * needs_lora,  # forward + backward
                "msd": (3.0 + inv) * settings.msd_steps,
                "refine": 2.0 * settings.refine_steps}
     total_work = max(sum(weights.values()), 1.0)
@@ -153,7 +153,8 @@ def run_job(
     t0 = time.perf_counter()
     lora_losses: list[float] = []
     if needs_lora:
-        relay = JobEvents(on_progress=stage_progress("static_prior", 1.0), cancel_event=events.cancel_event)
+        relay = JobEvents(on_progress=stage_progress("static_prior", 1.5 * settings.lora_batch),
+                          cancel_event=events.cancel_event)
         outcome = fit_static_prior(prior, splat, tensors, cameras, settings, static_prompt, relay,
                                    cache_dir=lora_cache_dir or models.lora_cache_dir)
         lora_losses = outcome.losses
