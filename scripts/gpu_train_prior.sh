@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Train the embedded prior on the GPU machine (device tool), one call of at most ~9 minutes.
 #
-#   bash scripts/gpu_train_prior.sh [MINUTES=8] [RUN_DIR=out/prior]
+#   bash scripts/gpu_train_prior.sh [MINUTES=8] [RUN_DIR=out/prior] [FROM] [extra train-prior options...]
 #
 # - Sources scripts/device_setup.sh (carried wheels, package links); gsplat is not needed: the
 #   dataset is rendered with the pure-torch splatter on CUDA (BUILD_GSPLAT=0 saves ~2 min).
 # - Resumes from RUN_DIR/checkpoint when it exists: carry "out/prior/checkpoint" on later calls
 #   after restoring it locally with:  mkdir -p out/prior && cat FILES_AT/checkpoint.tar.part-* | tar -x -C out/prior
 #   (the dataset is re-rendered on a fresh machine, ~1-2 min; it stays cached while the machine is warm).
+# - Without a checkpoint, FROM (e.g. worker/assets/prior, the committed export) continues that run
+#   in float32 with a fresh AdamW: the checkpoint is not needed to keep training the shipped prior.
 # - Brings back in $OUT (each file < 16 MB, at most 8 files):
 #     prior.tar                 the exported fp16 diffusers folder -> tar -x -C worker/assets && mv worker/assets/export worker/assets/prior
 #     checkpoint.tar.part-*     weights + state.json (no optimizer state: AdamW restarts on resume)
@@ -15,6 +17,8 @@
 set -uo pipefail
 MINUTES=${1:-8}
 RUN=${2:-out/prior}
+FROM=${3:-}
+shift $(( $# < 3 ? $# : 3 ))
 export BUILD_GSPLAT=0
 source scripts/device_setup.sh
 OUT=${OUT:-/tmp/out}
@@ -24,9 +28,12 @@ RESUME=()
 if [ -f "$RUN/checkpoint/state.json" ]; then
   RESUME=(--resume "$RUN/checkpoint")
   echo "resuming from $RUN/checkpoint: $(head -c 300 "$RUN/checkpoint/state.json" | tail -c 200)"
+elif [ -n "$FROM" ]; then
+  RESUME=(--resume "$FROM")
+  echo "continuing the exported prior $FROM"
 fi
 python3 -m animus3d_worker.cli train-prior --device cuda --render-backend torch --minutes "$MINUTES" \
-  --out "$RUN" "${RESUME[@]}" 2>&1 | tee "$RUN/train.log" | grep -v "Writing model shards\|Loading weights"
+  --out "$RUN" "${RESUME[@]}" "$@" 2>&1 | tee "$RUN/train.log" | grep -v "Writing model shards\|Loading weights"
 status=${PIPESTATUS[0]}
 tail -n 200 "$RUN/train.log" > "$OUT/train.log"
 tail -n 1 "$RUN/train.log" > "$OUT/summary.json"

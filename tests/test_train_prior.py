@@ -42,7 +42,7 @@ def test_checkpoint_resumes_where_it_stopped(trained):
 
 
 def test_resume_from_a_missing_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(TrainPriorError, match="no checkpoint"):
+    with pytest.raises(TrainPriorError, match="nothing to resume"):
         PriorTrainer(tmp_path / "run", small_test_config(), resume=tmp_path / "nowhere")
 
 
@@ -61,6 +61,22 @@ def test_export_loads_through_the_normal_loader(trained, tmp_path):
     assert latents.shape == (1, 4, trainer.cfg.frames, trainer.cfg.resolution // down, trainer.cfg.resolution // down)
     eps = prior.predict_noise(latents, 500, text[:1])
     assert eps.shape == latents.shape and torch.isfinite(eps).all()
+
+
+def test_training_continues_from_an_exported_prior(trained, tmp_path):
+    """The committed fp16 export is enough to continue training when the checkpoint is gone."""
+    _, trainer, _, _ = trained
+    folder = trainer.export(tmp_path / "prior")
+    resumed = PriorTrainer(tmp_path / "run2", resume=folder)
+    assert resumed.cfg == trainer.cfg
+    assert resumed.state.phase == "diffusion" and resumed.state.step == trainer.state.step
+    for name in ("unet", "vae", "text_encoder"):
+        a, b = trainer.models[name].state_dict(), resumed.models[name].state_dict()
+        assert all(b[k].dtype == torch.float32 for k in b), name
+        assert all(torch.allclose(a[k].float(), b[k], atol=1e-2, rtol=1e-2) for k in a), name
+    assert resumed.models["vae"].config.scaling_factor == trainer.models["vae"].config.scaling_factor
+    state = resumed.train(max_steps=1)
+    assert state.phase == "diffusion" and state.step == trainer.state.step + 1
 
 
 def test_train_prior_command(tmp_path):

@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "bench": "Benchmark the pipeline stages on this machine",
     "train-prior": "Train the small embedded motion prior",
     "evaluate": "Run the motion-quality evaluation suite",
+    "check-prior": "Test whether a video prior tells the synthetic motions apart",
 }
 
 

@@ -177,6 +177,25 @@ def count_parameters(models: dict) -> int:
 
 # ---- the trainer ---------------------------------------------------------------------------------------
 
+EXPORT_MARKER = "animus3d_prior.json"
+# Optimisation settings a resumed run may change (the rest fixes the data and the model).
+TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes")
+
+
+def read_resumable_state(folder: Path) -> dict | None:
+    """``{"config", "state"}`` of a checkpoint (``state.json``) or of an exported prior (its
+    ``animus3d_prior.json``: weights in fp16, no optimizer, no loss history); None if neither."""
+    if (folder / "state.json").is_file():
+        return json.loads((folder / "state.json").read_text())
+    if (folder / EXPORT_MARKER).is_file():
+        info = json.loads((folder / EXPORT_MARKER).read_text())
+        if "config" not in info or info.get("phase") not in ("vae", "diffusion"):
+            raise TrainPriorError(f"{folder / EXPORT_MARKER} does not describe a training run")
+        return {"config": info["config"], "state": {"phase": info["phase"], "step": int(info.get("step", 0)),
+                                                    "total_seconds": float(info.get("seconds", 0.0))}}
+    return None
+
+
 
 @dataclass
 class TrainState:
@@ -193,7 +212,8 @@ class PriorTrainer:
     """Owns the models, optimiser and run directory of one training run."""
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, device: str = "cpu",
-                 resume: str | Path | None = None, render_backend: str = "auto") -> None:
+                 resume: str | Path | None = None, render_backend: str = "auto",
+                 tuning: dict | None = None) -> None:
         from diffusers import DDIMScheduler
 
         self.run_dir = Path(run_dir)
@@ -201,16 +221,20 @@ class PriorTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(device)
         ckpt = Path(resume) if resume else self.run_dir / "checkpoint"
-        resuming = (ckpt / "state.json").is_file()
+        saved = read_resumable_state(ckpt)
+        resuming = saved is not None
         if resume and not resuming:
-            raise TrainPriorError(f"no checkpoint to resume at {ckpt} (missing state.json)")
+            raise TrainPriorError(f"nothing to resume at {ckpt}: neither a checkpoint (state.json) "
+                                  f"nor an exported prior ({EXPORT_MARKER})")
         if resuming:
-            saved = json.loads((ckpt / "state.json").read_text())
             saved_cfg = TrainConfig.from_json(saved["config"])
             if cfg is not None and cfg != saved_cfg:
                 log.warning("resuming with the checkpoint's configuration, not the one given")
             cfg = saved_cfg
-        self.cfg = cfg or TrainConfig()
+        bad = sorted(set(tuning or {}) - set(TUNABLE_ON_RESUME))
+        if bad:
+            raise TrainPriorError(f"cannot change {', '.join(bad)} of a run; only {', '.join(TUNABLE_ON_RESUME)}")
+        self.cfg = replace(cfg or TrainConfig(), **(tuning or {}))
         self.tokenizer = build_tokenizer(self.run_dir / "tokenizer")
         self.scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
@@ -235,10 +259,11 @@ class PriorTrainer:
         from diffusers import AutoencoderKL, UNet3DConditionModel
         from transformers import CLIPTextModel
 
+        # An export is fp16: training continues in float32 (the master weights of a new run).
         self.models = {
-            "unet": UNet3DConditionModel.from_pretrained(str(ckpt / "unet")),
-            "vae": AutoencoderKL.from_pretrained(str(ckpt / "vae")),
-            "text_encoder": CLIPTextModel.from_pretrained(str(ckpt / "text_encoder")),
+            "unet": UNet3DConditionModel.from_pretrained(str(ckpt / "unet")).float(),
+            "vae": AutoencoderKL.from_pretrained(str(ckpt / "vae")).float(),
+            "text_encoder": CLIPTextModel.from_pretrained(str(ckpt / "text_encoder")).float(),
         }
         self.state = TrainState(**saved["state"])
         log.info("resumed %s at phase %s step %d", ckpt, self.state.phase, self.state.step)
@@ -406,7 +431,7 @@ class PriorTrainer:
             "vae": ["diffusers", "AutoencoderKL"],
         }
         (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-        (staging / "animus3d_prior.json").write_text(json.dumps({
+        (staging / EXPORT_MARKER).write_text(json.dumps({
             "trained_on": "animus3d synthetic motion clips", "config": self.cfg.to_json(),
             "phase": self.state.phase, "step": self.state.step, "seconds": round(self.state.total_seconds, 1),
             "resolution": self.cfg.resolution, "frames": self.cfg.frames}, indent=2) + "\n")
