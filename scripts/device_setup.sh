@@ -2,7 +2,11 @@
 # expose the repo's packages under their import names, and pre-build gsplat's CUDA extension.
 set -e
 export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+# Once per machine: a second source (a script run from a script) must not reinstall under a running import.
+if [ "$(ls .whl)" != "$(cat /tmp/site/.animus3d-wheels 2>/dev/null)" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  ls .whl > /tmp/site/.animus3d-wheels
+fi
 mkdir -p /tmp/pkgs
 ln -sfn "$PWD/shared" /tmp/pkgs/animus3d_shared
 ln -sfn "$PWD/worker" /tmp/pkgs/animus3d_worker

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -377,9 +378,11 @@ def run_case(case: SuiteCase, settings, *, device: str = "auto", models=None, pr
     from .pipeline import run_job
 
     obj = make_object(case.kind, case.seed, case.count)
+    start = time.perf_counter()
     result = run_job(obj.splat, case.prompt, settings, seed=seed, device=device, models=models, priors=priors)
+    seconds = time.perf_counter() - start
     metrics = evaluate_animation(obj.splat, result.animation, case.expected)
-    return {"id": case.id, "prompt": case.prompt, **asdict(metrics)}
+    return {"id": case.id, "prompt": case.prompt, **asdict(metrics), "pipeline_seconds": round(seconds, 1)}
 
 
 def metrics_dict(metrics: CaseMetrics) -> dict:

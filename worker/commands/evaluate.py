@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--models", metavar="CONFIG", help="model configuration file")
     parser.add_argument("--limit", type=int, help="only the first N cases")
+    parser.add_argument("--shard", metavar="I/N", help="only cases I, I+N, I+2N… (0-based; for parallel runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ground-truth", action="store_true", help="score the ground-truth motions, no pipeline")
     parser.add_argument("--out", metavar="DIR", help="write results.json here")
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         models = ModelConfig.load(args.models) if args.models else ModelConfig()
     except (ev.EvaluationError, ModelConfigError) as exc:
         raise CommandError(str(exc)) from None
+    if args.shard:
+        cases = cases[_shard_slice(args.shard)]
     if args.limit:
         cases = cases[: args.limit]
     report: dict = {"suite": str(args.suite), "preset": args.preset, "models": models.describe(), "runs": {}}
@@ -95,6 +98,41 @@ def run(args: argparse.Namespace) -> int:
                rows, summary)
     _write_report(args.out, report)
     return 0
+
+
+def _shard_slice(text: str) -> slice:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise CommandError(f"--shard must be I/N with integers, got {text!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise CommandError(f"--shard {text}: need 0 <= I < N")
+    return slice(index, None, count)
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from the results.json of several shards of the same suite (cases in suite order)."""
+    from .. import evaluation as ev
+
+    if not reports:
+        raise CommandError("no reports to merge")
+    merged = {k: v for k, v in reports[0].items() if k != "runs"} | {"runs": {}}
+    order = {case.id: i for i, case in enumerate(ev.load_suite(reports[0]["suite"]))} \
+        if Path(reports[0]["suite"]).is_file() else {}
+    for report in reports:
+        for name, run in report.get("runs", {}).items():
+            target = merged["runs"].setdefault(name, {"overrides": run.get("overrides", {}), "cases": []})
+            target["cases"].extend(run.get("cases", []))
+    for run in merged["runs"].values():
+        run["cases"].sort(key=lambda r: order.get(r["id"], len(order)))
+        run["summary"] = ev.summarise(run["cases"])
+    return merged
+
+
+def print_report(report: dict) -> None:
+    for name, run in report["runs"].items():
+        _table(f"{Path(report['suite']).name} · ablation {name} · {len(run['cases'])} cases", run["cases"],
+               run["summary"])
 
 
 def _write_report(out_dir: str | None, report: dict) -> None:

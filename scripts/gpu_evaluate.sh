@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run the evaluation suite on the GPU machine (device tool) in parallel shards, within one call.
+#
+#   bash scripts/gpu_evaluate.sh SHARDS MINUTES OUT_DIR [animus3d evaluate options...]
+#
+# Sources scripts/device_setup.sh (builds gsplat unless BUILD_GSPLAT=0; keep TORCH_EXTENSIONS_DIR
+# under the repo, e.g. .cache/torch_extensions, so a warm machine reuses the build). Starts SHARDS
+# `animus3d evaluate --shard I/SHARDS` processes on the one GPU (cases round-robin, so a run stopped
+# by the time limit still covers every object kind), stops them after MINUTES, and merges what
+# finished (`evaluate` writes results.json after every case) into OUT_DIR/results.json, printing the table.
+set -uo pipefail
+SHARDS=${1:?shards}; MINUTES=${2:?minutes}; DIR=${3:?out dir}; shift 3
+source scripts/device_setup.sh
+mkdir -p "$DIR"
+for ((i = 0; i < SHARDS; i++)); do
+  OMP_NUM_THREADS=1 timeout "$(( ${MINUTES%.*} * 60 ))" python3 -m animus3d_worker.cli evaluate --shard "$i/$SHARDS" \
+    --out "$DIR/shard-$i" "$@" > "$DIR/shard-$i.log" 2>&1 &
+done
+wait
+grep -h "expected" "$DIR"/shard-*.log | grep -v Traceback | head -100
+python3 scripts/merge_eval.py "$DIR/results.json" "$DIR"/shard-*/results.json
+for ((i = 0; i < SHARDS; i++)); do tail -n 3 "$DIR/shard-$i.log" | grep -i "error" && echo "(shard $i)"; done
+exit 0
