@@ -6,14 +6,18 @@
 # Sources scripts/device_setup.sh (builds gsplat unless BUILD_GSPLAT=0; keep TORCH_EXTENSIONS_DIR
 # under the repo, e.g. .cache/torch_extensions, so a warm machine reuses the build). Starts SHARDS
 # `animus3d evaluate --shard I/SHARDS` processes on the one GPU (cases round-robin, so a run stopped
-# by the time limit still covers every object kind), stops them after MINUTES, and merges what
+# by the time limit still covers every object kind), stops them so that the whole script (set-up and
+# gsplat build included) ends within MINUTES, and merges what
 # finished (`evaluate` writes results.json after every case) into OUT_DIR/results.json, printing the table.
 set -uo pipefail
 SHARDS=${1:?shards}; MINUTES=${2:?minutes}; DIR=${3:?out dir}; shift 3
+START=$SECONDS
 source scripts/device_setup.sh
 mkdir -p "$DIR"
+LEFT=$(python3 -c "print(max(30, int($MINUTES * 60 - ($SECONDS - $START) - 25)))")
+echo "shards get $LEFT s"
 for ((i = 0; i < SHARDS; i++)); do
-  OMP_NUM_THREADS=1 timeout "$(( ${MINUTES%.*} * 60 ))" python3 -m animus3d_worker.cli evaluate --shard "$i/$SHARDS" \
+  OMP_NUM_THREADS=1 timeout "$LEFT" python3 -m animus3d_worker.cli evaluate --shard "$i/$SHARDS" \
     --out "$DIR/shard-$i" "$@" > "$DIR/shard-$i.log" 2>&1 &
 done
 wait
