@@ -219,3 +219,30 @@ def test_half_dtype_prefers_fp16_variant_files(tiny_folder, tmp_path):
         load_prior(str(folder), dtype=torch.float32)
     # A folder without fp16 variant files still loads in half precision (falls back to the default files).
     assert load_prior(str(tiny_folder), dtype=torch.bfloat16).unet.dtype == torch.bfloat16
+
+
+def test_the_embedded_prior_declares_its_training_resolution():
+    from animus3d_worker.priors.loading import EMBEDDED_FOLDER
+
+    if not (EMBEDDED_FOLDER / "animus3d_prior.json").is_file():
+        pytest.skip("no embedded prior in this checkout")
+    assert load_prior("embedded").native_resolution == 64
+    assert load_prior("tiny").native_resolution is None  # a plain diffusers folder declares nothing
+
+
+def test_jobs_render_no_larger_than_a_prior_trained_smaller():
+    from animus3d_shared.settings import JobSettings
+    from animus3d_worker.events import JobEvents
+    from animus3d_worker.pipeline import fit_resolution_to_prior
+
+    prior = load_prior("tiny")
+    messages = []
+    events = JobEvents(on_progress=lambda p: messages.append(p.message))
+    standard = JobSettings.from_preset("standard")
+    assert fit_resolution_to_prior(standard, prior, events) is standard  # nothing declared: unchanged
+    prior.native_resolution = 64
+    fitted = fit_resolution_to_prior(standard, prior, events)
+    assert fitted.resolution == 64 and fitted.msd_steps == standard.msd_steps
+    assert any("64×64" in (m or "") for m in messages)
+    small = standard.replace(resolution=32)
+    assert fit_resolution_to_prior(small, prior, events) is small  # smaller than native: the user's choice

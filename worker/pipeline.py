@@ -57,6 +57,17 @@ def derive_static_prompt(prompt: str) -> str:
     return f"{prompt.strip().rstrip('.')}, not moving, static"
 
 
+def fit_resolution_to_prior(settings: JobSettings, prior, events: JobEvents) -> JobSettings:
+    """Renders no larger than a prior that declares its training resolution (the embedded prior: 64):
+    a UNet shown latents 4× the size it learnt gives noise, not motion."""
+    native = getattr(prior, "native_resolution", None)
+    if not native or settings.resolution <= native:
+        return settings
+    events.progress(Progress("load", 0, 1, message=f"the prior was trained on {native}×{native} frames: "
+                                                   f"rendering at {native} instead of {settings.resolution}"))
+    return settings.replace(resolution=native)
+
+
 class PriorCache:
     """Keeps loaded priors across jobs (loading a 1.7B model takes longer than a draft job)."""
 
@@ -138,6 +149,7 @@ def run_job(
     t0 = time.perf_counter()
     events.progress(Progress("load", 0, 1, message=f"loading {models.motion_prior} on {dev}"))
     prior = priors.get(models.motion_prior, dev, dtype)
+    settings = fit_resolution_to_prior(settings, prior, events)
     refine_spec = models.refine_prior or models.motion_prior
     tensors = SplatTensors.from_splat(splat, dev)
     lo, hi = tensors.bbox

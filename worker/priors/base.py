@@ -57,6 +57,7 @@ class VideoPrior:
         if self.max_text_length > 1024:  # tokenizers without a configured length report a huge sentinel
             self.max_text_length = 77
         self._text_cache: dict[str, torch.Tensor] = {}
+        self.native_resolution: int | None = None  # the frame size it was trained at, when its folder says
         self.graphs = None  # a cuda_graphs.UNetGraphs while graph replay is on (see ``graphed``)
 
     def with_unet(self, unet) -> "VideoPrior":

@@ -8,6 +8,7 @@ through this very code.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -86,6 +87,15 @@ def _load_error(source: str, local: bool, exc: Exception) -> PriorLoadError:
         f"and point the spec at DIR")
 
 
+def trained_resolution(folder: Path) -> int | None:
+    """The frame size an animus3d-trained prior was trained at (its ``animus3d_prior.json``), else None."""
+    try:
+        value = json.loads((folder / "animus3d_prior.json").read_text()).get("resolution")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 def load_unet3d_prior(source: str | Path, *, name: str | None = None, device: torch.device | str = "cpu",
                       dtype: torch.dtype = torch.float32, local: bool | None = None) -> VideoPrior:
     """Loads a UNet3D-family prior from a local diffusers folder or a hub id (cache only if offline).
@@ -114,6 +124,8 @@ def load_unet3d_prior(source: str | Path, *, name: str | None = None, device: to
         else:
             raise _load_error(source, local, exc) from exc
     prior = VideoPrior(name, *components, device=device, dtype=dtype)
+    if local:
+        prior.native_resolution = trained_resolution(path)
     log.info("loaded prior %s (%s, %s) unet=%.0fM params", name, prior.device, dtype,
              sum(p.numel() for p in prior.unet.parameters()) / 1e6)
     return prior
