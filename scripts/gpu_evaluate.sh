@@ -3,6 +3,9 @@
 #
 #   bash scripts/gpu_evaluate.sh SHARDS MINUTES OUT_DIR [animus3d evaluate options...]
 #
+# SHARDS=1 on one GPU: several processes time-share it (no MPS) and finished nothing where one process
+# does a `standard` case in ~100 s (H200, 2026-12-02, docs/evaluation.md). Shards pay off across GPUs
+# (CUDA_VISIBLE_DEVICES per shard, not done here) or under MPS (untested).
 # Sources scripts/device_setup.sh (builds gsplat unless BUILD_GSPLAT=0; keep TORCH_EXTENSIONS_DIR
 # under the repo, e.g. .cache/torch_extensions, so a warm machine reuses the build). Starts SHARDS
 # `animus3d evaluate --shard I/SHARDS` processes on the one GPU (cases round-robin, so a run stopped
