@@ -1,6 +1,7 @@
 """Does the MSD gradient at a still render point toward the prompted motion? (a diagnostic)
 
     python scripts/score_alignment.py [--kind character] [--seed 101] [--prior embedded] [--steps 10]
+    python scripts/score_alignment.py --continue-from 0.3     # starts that already move a little
 
 For one synthetic object: the latents z₀ of its still clip (front view) and, per motion m, the latents
 z_m of its ground-truth clip. For each prompt p, the MSD update direction at z₀ — minus
@@ -8,6 +9,10 @@ w(t)·(ε_dynamic(p, CFG) − ε_static), ε from a DDIM inversion of z₀, aver
 cosine with every z_m − z₀. If the score is informative, each row's largest cosine is on its own motion.
 The static score here is the base model under the derived static prompt (the `text_static` variant):
 no LoRA is fitted, so this isolates what the prior's text conditioning contributes.
+
+``--continue-from A``: instead of the still clip, start from each motion at amplitude A (MSD later in
+its run) and ask whether the update under that motion's own prompt points toward amplitude 1 more
+than the updates under the other prompts do (its rank among all prompts, 1 = best).
 """
 
 from __future__ import annotations
@@ -29,29 +34,52 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="DDIM inversion steps")
     ap.add_argument("--guidance", type=float, default=7.5)
     ap.add_argument("--timesteps", default="300,500,700")
+    ap.add_argument("--centre", action="store_true",
+                    help="remove the mean update over prompts first (keep only what the prompt changes)")
+    ap.add_argument("--continue-from", type=float, metavar="A", help="start from each motion at amplitude A")
     args = ap.parse_args()
 
     prior = load_prior(args.prior)
     obj = make_object(args.kind, args.seed, 1500)
     motions = [m for m in KIND_MOTIONS[args.kind] if m != "still"]
-    clip = lambda label: render_clip(obj, motion_animation(obj, label, 16), resolution=64)  # noqa: E731
+    clip = lambda label, a=1.0: render_clip(obj, motion_animation(obj, label, 16, a), resolution=64)  # noqa: E731
+    negative = prior.encode_text([""])
+
+    def update(z: torch.Tensor, p: str) -> torch.Tensor:
+        prompt = describe(args.kind, p, index=0)
+        text, static = prior.encode_text([prompt]), prior.encode_text([derive_static_prompt(prompt)])
+        total = torch.zeros_like(z)
+        for t in (int(x) for x in args.timesteps.split(",")):
+            x_t, _ = prior.ddim_invert(z, static, t, args.steps)
+            three = prior.predict_noise(torch.cat([x_t] * 3), t, torch.cat([text, negative, static])).float()
+            eps_dyn = three[1] + args.guidance * (three[0] - three[1])
+            total -= (1 - prior.alphas_cumprod[t]) * (eps_dyn - three[2])
+        return total.flatten()
+
+    if args.continue_from is not None:
+        with torch.no_grad():
+            ranks = []
+            for m in motions:
+                za = prior.encode_frames(clip(m, args.continue_from)[None]).float()
+                d = (prior.encode_frames(clip(m)[None]).float() - za).flatten()
+                cos = {p: float(torch.nn.functional.cosine_similarity(update(za, p), d, dim=0)) for p in motions}
+                rank = 1 + sum(c > cos[m] for c in cos.values())
+                ranks.append(rank)
+                print(f"{m:>12}: own prompt {cos[m]:+.3f}, others mean {sum(cos.values()) / len(cos):+.3f}, "
+                      f"rank {rank}/{len(motions)}")
+            print(f"own prompt ranked first for {sum(r == 1 for r in ranks)}/{len(motions)} motions "
+                  f"(mean rank {sum(ranks) / len(ranks):.1f}; chance {(len(motions) + 1) / 2:.1f})")
+        return
     with torch.no_grad():
         z0 = prior.encode_frames(clip("still")[None]).float()
         directions = torch.stack([(prior.encode_frames(clip(m)[None]).float() - z0).flatten() for m in motions])
         directions = directions / directions.norm(dim=1, keepdim=True)
-        negative = prior.encode_text([""])
-        updates = []
-        for p in motions:
-            prompt = describe(args.kind, p, index=0)
-            text, static = prior.encode_text([prompt]), prior.encode_text([derive_static_prompt(prompt)])
-            total = torch.zeros_like(z0)
-            for t in (int(x) for x in args.timesteps.split(",")):
-                x_t, _ = prior.ddim_invert(z0, static, t, args.steps)
-                three = prior.predict_noise(torch.cat([x_t] * 3), t, torch.cat([text, negative, static])).float()
-                eps_dyn = three[1] + args.guidance * (three[0] - three[1])
-                total -= (1 - prior.alphas_cumprod[t]) * (eps_dyn - three[2])
-            updates.append(total.flatten())
-        updates = torch.stack(updates)
+        updates = torch.stack([update(z0, p) for p in motions])
+        if args.centre:
+            common = updates.mean(0, keepdim=True)
+            print(f"prompt-independent share of the update: "
+                  f"{float(common.norm() ** 2 / updates.norm(dim=1).pow(2).mean()):.0%}")
+            updates = updates - common
         cos = (updates / updates.norm(dim=1, keepdim=True)) @ directions.T
     width = max(len(m) for m in motions)
     print(f"cosine(MSD update at the still clip under prompt ↓, ground-truth motion direction →); "
