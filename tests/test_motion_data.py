@@ -78,3 +78,15 @@ def test_rendered_clip_shape_range_and_motion():
     assert (clip[0] - clip[-1]).abs().mean() > 1e-3  # it moved
     again = md.build_clip(spec, frames=4, resolution=32, count=500)
     assert torch.equal(clip, again)
+
+
+def test_clip_amplitudes_follow_the_requested_range():
+    from animus3d_worker.motion_data import MotionDataError, clip_specs
+
+    default = [s.amplitude for s in clip_specs(200, seed=3)]
+    assert 0.7 <= min(default) and max(default) <= 1.2
+    low = [s.amplitude for s in clip_specs(200, seed=3, amplitude_range=(0.05, 1.2))]
+    assert min(low) < 0.3 and max(low) <= 1.2
+    assert [s.label for s in clip_specs(50, seed=3)] == [s.label for s in clip_specs(50, seed=3, amplitude_range=(0.05, 1.2))]
+    with pytest.raises(MotionDataError, match="amplitude range"):
+        clip_specs(4, amplitude_range=(0.0, 1.0))

@@ -375,8 +375,14 @@ ORBIT_ELEVATION_DEG = 10.0  # the pipeline's default camera_elevation_deg
 ORBIT_FRACTION = 0.35  # share of training clips seen from a random orbit view (MSD renders those too)
 
 
-def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6) -> list[ClipSpec]:
-    """``count`` random clip specs, balanced over kinds and their motions, deterministic by seed."""
+def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6,
+               amplitude_range: tuple[float, float] = (0.7, 1.2)) -> list[ClipSpec]:
+    """``count`` random clip specs, balanced over kinds and their motions, deterministic by seed.
+
+    Amplitudes are uniform in ``amplitude_range`` (1 = the motion's full size)."""
+    lo, hi = amplitude_range
+    if not 0.0 < lo <= hi:
+        raise MotionDataError(f"amplitude range must satisfy 0 < low <= high, got {amplitude_range}")
     rng = np.random.default_rng(seed)
     specs = []
     for i in range(count):
@@ -389,7 +395,7 @@ def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6) -> list[Cli
         jitter_seed = int(rng.integers(2**31))
         orbit = rng.random() < ORBIT_FRACTION and not label.startswith("slide")  # left/right are the front's
         azimuth = float(rng.uniform(30.0, 330.0)) if orbit else 0.0
-        specs.append(ClipSpec(kind, int(rng.integers(objects_per_kind)), label, float(rng.uniform(0.7, 1.2)),
+        specs.append(ClipSpec(kind, int(rng.integers(objects_per_kind)), label, float(rng.uniform(lo, hi)),
                               phase, caption, jitter_seed, azimuth))
     return specs
 

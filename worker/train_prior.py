@@ -55,6 +55,7 @@ class TrainConfig:
     gaussians: int = 1500
     jitter_deg: float = 4.0
     data_seed: int = 0
+    amplitude_min: float = 0.7  # motion amplitudes are uniform in [amplitude_min, 1.2]
     # model sizes
     unet_channels: tuple[int, ...] = (48, 96, 96)  # ~5.4M params: the fp16 export stays under 15 MB
     unet_heads: int = 8
@@ -88,7 +89,7 @@ def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[in
     """Renders ``cfg.clips`` synthetic clips: (uint8 [M, T, 3, H, W] on the CPU, captions)."""
     from .motion_data import ORBIT_ELEVATION_DEG, clip_specs, make_object, motion_animation, render_clip
 
-    specs = clip_specs(cfg.clips, seed=cfg.data_seed)
+    specs = clip_specs(cfg.clips, seed=cfg.data_seed, amplitude_range=(cfg.amplitude_min, 1.2))
     objects: dict[tuple[str, int], object] = {}
     clips = torch.empty((len(specs), cfg.frames, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
     for i, spec in enumerate(specs):
@@ -110,7 +111,8 @@ def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu",
                            ) -> tuple[torch.Tensor, list[str]]:
     """The cached dataset of ``run_dir`` (rendered and saved on first use)."""
     path = run_dir / "dataset.pt"
-    key = {k: cfg.to_json()[k] for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed")}
+    key = {k: cfg.to_json()[k] for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed",
+                                               "amplitude_min")}
     if path.is_file():
         data = torch.load(path, weights_only=False)
         if data.get("key") == key:

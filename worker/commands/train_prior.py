@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE.json", help="TrainConfig fields as JSON (new runs only)")
     parser.add_argument("--clips", type=int, help="dataset size (new runs only)")
     parser.add_argument("--vae-steps", type=int, help="VAE reconstruction steps before diffusion (new runs only)")
+    parser.add_argument("--amplitude-min", type=float,
+                        help="smallest motion amplitude of the clips, default 0.7 (new runs only)")
     parser.add_argument("--batch-size", type=int, help="clips per diffusion step (may change on resume)")
     parser.add_argument("--lr", type=float, help="diffusion learning rate (may change on resume)")
     parser.add_argument("--render-backend", default="auto", help="dataset renderer: auto, torch or gsplat")
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--minutes must be positive")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError("--device cuda was asked for but CUDA is not available")
-    overrides = {k: v for k, v in (("clips", args.clips), ("vae_steps", args.vae_steps)) if v is not None}
+    overrides = {k: v for k, v in (("clips", args.clips), ("vae_steps", args.vae_steps),
+                                  ("amplitude_min", args.amplitude_min)) if v is not None}
     try:
         base = TrainConfig()
         if args.config:
