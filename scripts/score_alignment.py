@@ -21,9 +21,11 @@ import argparse
 
 import torch
 
+from animus3d_shared.settings import JobSettings
 from animus3d_worker.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
 from animus3d_worker.pipeline import derive_static_prompt
 from animus3d_worker.priors import load_prior
+from animus3d_worker.stages.msd import Conditioning, msd_gradient, predict_scores
 
 
 def main() -> None:
@@ -44,16 +46,19 @@ def main() -> None:
     motions = [m for m in KIND_MOTIONS[args.kind] if m != "still"]
     clip = lambda label, a=1.0: render_clip(obj, motion_animation(obj, label, 16, a), resolution=64)  # noqa: E731
     negative = prior.encode_text([""])
+    settings = JobSettings.from_preset("standard", guidance_scale=args.guidance, static_prior="text")
 
     def update(z: torch.Tensor, p: str) -> torch.Tensor:
+        """−(MSD gradient) at ``z`` under prompt ``p``, summed over the timesteps (the stage's own code)."""
         prompt = describe(args.kind, p, index=0)
-        text, static = prior.encode_text([prompt]), prior.encode_text([derive_static_prompt(prompt)])
+        cond = Conditioning(motion=prior.encode_text([prompt]), negative=negative,
+                            static=prior.encode_text([derive_static_prompt(prompt)]))
         total = torch.zeros_like(z)
-        for t in (int(x) for x in args.timesteps.split(",")):
-            x_t, _ = prior.ddim_invert(z, static, t, args.steps)
-            three = prior.predict_noise(torch.cat([x_t] * 3), t, torch.cat([text, negative, static])).float()
-            eps_dyn = three[1] + args.guidance * (three[0] - three[1])
-            total -= (1 - prior.alphas_cumprod[t]) * (eps_dyn - three[2])
+        for t_int in (int(x) for x in args.timesteps.split(",")):
+            t = torch.full((1,), t_int, dtype=torch.long)
+            x_t, _ = prior.ddim_invert(z, cond.static, t_int, args.steps)
+            eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora=False)
+            total -= msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)
         return total.flatten()
 
     if args.continue_from is not None:

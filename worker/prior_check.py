@@ -10,9 +10,9 @@ prior's motion recognition; chance is 1 / (motions allowed for the kind).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .motion_data import KIND_MOTIONS, build_clip, clip_specs, describe
@@ -83,6 +83,4 @@ def check_prior(prior, clips: int = 52, *, frames: int = 16, resolution: int = 6
 
 def confusion_summary(result: PriorCheckResult, top: int = 5) -> list[tuple[str, str, int]]:
     """The most frequent (expected, guessed) confusions."""
-    pairs, counts = np.unique(np.array(result.confusions or [("", "")]), axis=0, return_counts=True)
-    order = np.argsort(-counts)[:top]
-    return [(str(pairs[i][0]), str(pairs[i][1]), int(counts[i])) for i in order if pairs[i][0]]
+    return [(expected, guessed, n) for (expected, guessed), n in Counter(result.confusions).most_common(top)]

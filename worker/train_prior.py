@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
+
 log = logging.getLogger("animus3d.train_prior")
 
 MAX_TEXT_LENGTH = 77
@@ -179,7 +181,6 @@ def count_parameters(models: dict) -> int:
 
 # ---- the trainer ---------------------------------------------------------------------------------------
 
-EXPORT_MARKER = "animus3d_prior.json"
 # Optimisation settings a resumed run may change (the rest fixes the data and the model).
 TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes")
 

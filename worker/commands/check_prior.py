@@ -25,16 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from ..pipeline import resolve_device
     from ..prior_check import check_prior, confusion_summary
     from ..priors import PriorLoadError, load_prior
 
     if args.clips < 1:
         raise CommandError("--clips must be at least 1")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CommandError("--device cuda was asked for but CUDA is not available")
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from None
     try:
         prior = load_prior(args.prior, device=device)
     except PriorLoadError as exc:

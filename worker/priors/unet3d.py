@@ -87,10 +87,13 @@ def _load_error(source: str, local: bool, exc: Exception) -> PriorLoadError:
         f"and point the spec at DIR")
 
 
+TRAINED_PRIOR_INFO = "animus3d_prior.json"  # written by `animus3d train-prior` beside the diffusers folders
+
+
 def trained_resolution(folder: Path) -> int | None:
-    """The frame size an animus3d-trained prior was trained at (its ``animus3d_prior.json``), else None."""
+    """The frame size an animus3d-trained prior was trained at (its ``TRAINED_PRIOR_INFO``), else None."""
     try:
-        value = json.loads((folder / "animus3d_prior.json").read_text()).get("resolution")
+        value = json.loads((folder / TRAINED_PRIOR_INFO).read_text()).get("resolution")
     except (OSError, ValueError, AttributeError):
         return None
     return int(value) if isinstance(value, int) and value > 0 else None
