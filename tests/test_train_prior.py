@@ -91,3 +91,17 @@ def test_train_prior_command(tmp_path):
     assert main(args + ["--max-steps", "2"]) == 0
     state = json.loads((out / "checkpoint" / "state.json").read_text())["state"]
     assert state["phase"] == "diffusion"  # 2 VAE steps, then diffusion
+
+
+def test_an_exported_prior_can_be_fine_tuned_on_smaller_motions(trained, tmp_path):
+    """amplitude_min may change on resume: the dataset is re-rendered, the weights carry over."""
+    _, trainer, _, _ = trained
+    folder = trainer.export(tmp_path / "prior")
+    resumed = PriorTrainer(tmp_path / "run3", resume=folder, tuning={"amplitude_min": 0.05})
+    assert resumed.cfg.amplitude_min == 0.05 and resumed.state.step == trainer.state.step
+    state = resumed.train(max_steps=1)
+    assert state.step == trainer.state.step + 1
+    cached = torch.load(tmp_path / "run3" / "dataset.pt", weights_only=False)
+    assert cached["key"]["amplitude_min"] == 0.05
+    with pytest.raises(TrainPriorError, match="cannot change clips"):
+        PriorTrainer(tmp_path / "run4", resume=folder, tuning={"clips": 8})

@@ -181,8 +181,10 @@ def count_parameters(models: dict) -> int:
 
 # ---- the trainer ---------------------------------------------------------------------------------------
 
-# Optimisation settings a resumed run may change (the rest fixes the data and the model).
-TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes")
+# Settings a resumed run may change: optimisation, and the amplitude range of the clips (the models
+# and the rendering stay; a changed range re-renders the cached dataset, so a run can be fine-tuned
+# on small motions without redoing the VAE phase).
+TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min")
 
 
 def read_resumable_state(folder: Path) -> dict | None:

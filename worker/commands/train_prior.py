@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, help="dataset size (new runs only)")
     parser.add_argument("--vae-steps", type=int, help="VAE reconstruction steps before diffusion (new runs only)")
     parser.add_argument("--amplitude-min", type=float,
-                        help="smallest motion amplitude of the clips, default 0.7 (new runs only)")
+                        help="smallest motion amplitude of the clips, default 0.7 (may change on resume)")
     parser.add_argument("--batch-size", type=int, help="clips per diffusion step (may change on resume)")
     parser.add_argument("--lr", type=float, help="diffusion learning rate (may change on resume)")
     parser.add_argument("--render-backend", default="auto", help="dataset renderer: auto, torch or gsplat")
@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--minutes must be positive")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError("--device cuda was asked for but CUDA is not available")
-    overrides = {k: v for k, v in (("clips", args.clips), ("vae_steps", args.vae_steps),
-                                  ("amplitude_min", args.amplitude_min)) if v is not None}
+    overrides = {k: v for k, v in (("clips", args.clips), ("vae_steps", args.vae_steps)) if v is not None}
     try:
         base = TrainConfig()
         if args.config:
@@ -51,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
                 base = TrainConfig.from_json({**base.to_json(), **json.loads(open(args.config).read())})
             except (OSError, ValueError, TypeError) as exc:
                 raise CommandError(f"bad --config {args.config}: {exc}") from None
-        tuning = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None}
+        tuning = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
+                                    ("amplitude_min", args.amplitude_min)) if v is not None}
         trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume,
                                render_backend=args.render_backend, tuning=tuning)
         state = trainer.train(minutes=args.minutes, max_steps=args.max_steps)
