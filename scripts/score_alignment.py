@@ -39,12 +39,14 @@ def main() -> None:
     ap.add_argument("--centre", action="store_true",
                     help="remove the mean update over prompts first (keep only what the prompt changes)")
     ap.add_argument("--continue-from", type=float, metavar="A", help="start from each motion at amplitude A")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
 
-    prior = load_prior(args.prior)
+    prior = load_prior(args.prior, device=args.device)
     obj = make_object(args.kind, args.seed, 1500)
     motions = [m for m in KIND_MOTIONS[args.kind] if m != "still"]
-    clip = lambda label, a=1.0: render_clip(obj, motion_animation(obj, label, 16, a), resolution=64)  # noqa: E731
+    clip = lambda label, a=1.0: render_clip(obj, motion_animation(obj, label, 16, a), resolution=64,  # noqa: E731
+                                                 device=args.device, backend="torch")
     negative = prior.encode_text([""])
     settings = JobSettings.from_preset("standard", guidance_scale=args.guidance, static_prior="text")
 
@@ -55,7 +57,7 @@ def main() -> None:
                             static=prior.encode_text([derive_static_prompt(prompt)]))
         total = torch.zeros_like(z)
         for t_int in (int(x) for x in args.timesteps.split(",")):
-            t = torch.full((1,), t_int, dtype=torch.long)
+            t = torch.full((1,), t_int, dtype=torch.long, device=z.device)
             x_t, _ = prior.ddim_invert(z, cond.static, t_int, args.steps)
             eps_dynamic, eps_static = predict_scores(prior, x_t, t, cond, settings, use_lora=False)
             total -= msd_gradient(eps_dynamic, eps_static, prior.alphas_cumprod, t)

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 NOISE_MODES = ("ddim_inversion", "random")
 SCORE_MODES = ("msd", "sds")
 STATIC_PRIORS = ("lora", "text")
+GUIDANCE_NEGATIVES = ("empty", "static")
 
 
 class SettingsError(ValueError):
@@ -45,6 +46,10 @@ class JobSettings:
     msd_steps: int = 5000
     msd_lr: float = 1e-3
     guidance_scale: float = 7.5  # classifier-free guidance on the dynamic (motion) prediction
+    # What that guidance steers away from: "empty" (the empty prompt: plain CFG, the paper) or
+    # "static" (the static description of the subject, so guidance amplifies only the motion words;
+    # a prompt that asks for no motion then gets none).
+    guidance_negative: str = "empty"
     noise_mode: str = "ddim_inversion"  # "ddim_inversion" or "random" (the paper's ablation)
     score_mode: str = "msd"  # "msd": ε_dynamic − ε_static; "sds": ε_dynamic − ε (plain SDS, the baseline)
     inversion_steps: int = 10
@@ -135,6 +140,8 @@ class JobSettings:
             raise SettingsError(f"unknown preset {self.preset!r}")
         if self.static_prior not in STATIC_PRIORS:
             raise SettingsError(f"static_prior must be one of {STATIC_PRIORS}")
+        if self.guidance_negative not in GUIDANCE_NEGATIVES:
+            raise SettingsError(f"guidance_negative must be one of {GUIDANCE_NEGATIVES}")
         if self.score_mode not in SCORE_MODES:
             raise SettingsError(f"score_mode must be one of {SCORE_MODES}")
         if self.noise_mode not in NOISE_MODES:

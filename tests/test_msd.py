@@ -58,3 +58,32 @@ def test_gradient_vanishes_when_the_lora_prior_equals_the_base(tiny_prior):
         assert msd_gradient(eps_dyn, eps_sta, prior.alphas_cumprod, t).abs().max() > 1e-4
     finally:
         lora.remove_lora(prior.unet)
+
+
+def test_static_negative_gives_no_update_for_a_prompt_that_asks_for_no_motion(tiny_prior):
+    """Guidance away from the static description amplifies only what the motion prompt adds to it.
+
+    With a text static prior and a motion prompt equal to the static one, ε_dynamic = ε_static at any
+    guidance scale; plain CFG (empty negative) amplifies the description itself and moves the asset."""
+    prior = tiny_prior
+    still = prior.encode_text(["a toy robot, standing still"])
+    cond = Conditioning(motion=still, negative=prior.encode_text([""]), static=still)
+    x_t = torch.randn(1, prior.latent_channels, 4, 4, 4, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([500])
+
+    def update(**overrides):
+        settings = JobSettings.from_preset("test", static_prior="text", guidance_scale=7.5, **overrides)
+        eps_dyn, eps_sta = predict_scores(prior, x_t, t, cond, settings, use_lora=False)
+        return msd_gradient(eps_dyn, eps_sta, prior.alphas_cumprod, t).abs().max()
+
+    assert update(guidance_negative="static") < 1e-5
+    assert update(guidance_negative="empty") > 1e-3
+
+
+def test_unknown_guidance_negative_is_refused():
+    import pytest
+
+    from animus3d_shared.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="guidance_negative"):
+        JobSettings.from_preset("test", guidance_negative="nothing")

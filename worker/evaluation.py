@@ -312,6 +312,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "sds": {"score_mode": "sds"},  # needs a pipeline switch: static score replaced by the sampled noise
     "random_noise": {"noise_mode": "random"},
     "text_static": {"static_prior": "text"},
+    "static_negative": {"guidance_negative": "static"},  # CFG steers away from the static description
 }
 ARAP_SWEEP = (0.0, 1.0, 8.0, 64.0)
 

@@ -2,7 +2,7 @@
 
 Runs the pipeline on every case of the suite and reports per case and overall: motion accuracy,
 magnitude, appearance PSNR/SSIM (global motion removed, and frame 0), smoothness and ARAP distortion.
-``--ablation``: none, sds, random_noise, text_static, arap=<weight> or arap_sweep (one run per weight).
+``--ablation``: none, sds, random_noise, text_static, static_negative, arap=<weight> or arap_sweep (one run per weight).
 ``--ground-truth`` measures the suite's parametric motions instead of running the pipeline (checks the metric).
 """
 
@@ -17,7 +17,7 @@ from . import CommandError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", required=True, metavar="FILE.jsonl", help="evaluation cases")
-    parser.add_argument("--ablation", default="none", help="none, sds, random_noise, text_static, arap=W, arap_sweep")
+    parser.add_argument("--ablation", default="none", help="none, sds, random_noise, text_static, static_negative, arap=W, arap_sweep")
     parser.add_argument("--preset", default="standard", help="settings preset (test, draft, standard, high)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one setting (repeatable)")

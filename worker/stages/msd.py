@@ -164,6 +164,11 @@ def estimate_noise(prior, latents: torch.Tensor, t: torch.Tensor, t_int: int, st
         return prior.add_noise(latents, noise, t), noise
 
 
+def guidance_negative(cond: Conditioning, settings: JobSettings) -> torch.Tensor:
+    """The text that classifier-free guidance on ε_dynamic steers away from (``settings.guidance_negative``)."""
+    return cond.static if settings.guidance_negative == "static" else cond.negative
+
+
 def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning, settings: JobSettings,
                    use_lora: bool, static_model=None) -> tuple[torch.Tensor, torch.Tensor]:
     """ε_dynamic (with CFG) and ε_static in as few forwards as possible.
@@ -173,7 +178,7 @@ def predict_scores(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning
     LoRA gated per sample. ``settings.batched_scores=False`` is the reference: one forward each."""
     b = x_t.shape[0]
     motion = cond.motion.expand(b, -1, -1)
-    negative = cond.negative.expand(b, -1, -1)
+    negative = guidance_negative(cond, settings).expand(b, -1, -1)
     static = cond.static.expand(b, -1, -1)
     tt = t.expand(b)
     latents3, t3, text3 = torch.cat([x_t, x_t, x_t]), torch.cat([tt, tt, tt]), torch.cat([motion, negative, static])
@@ -201,7 +206,8 @@ def predict_dynamic(prior, x_t: torch.Tensor, t: torch.Tensor, cond: Conditionin
     b = x_t.shape[0]
     with torch.no_grad():
         both = prior.predict_noise(torch.cat([x_t, x_t]), t.expand(2 * b),
-                                   torch.cat([cond.motion.expand(b, -1, -1), cond.negative.expand(b, -1, -1)]), lora=False)
+                                   torch.cat([cond.motion.expand(b, -1, -1),
+                                              guidance_negative(cond, settings).expand(b, -1, -1)]), lora=False)
     return both[b:] + settings.guidance_scale * (both[:b] - both[b:])
 
 
