@@ -47,8 +47,9 @@ class JobSettings:
     msd_lr: float = 1e-3
     guidance_scale: float = 7.5  # classifier-free guidance on the dynamic (motion) prediction
     # What that guidance steers away from: "empty" (the empty prompt: plain CFG, the paper) or
-    # "static" (the static description of the subject, so guidance amplifies only the motion words;
-    # a prompt that asks for no motion then gets none).
+    # "static" (the static description of the subject, so guidance amplifies only the motion words).
+    # An ablation: with the embedded prior "static" moved a still-prompted object 14x more
+    # (docs/evaluation.md, 2 Dec 2026).
     guidance_negative: str = "empty"
     noise_mode: str = "ddim_inversion"  # "ddim_inversion" or "random" (the paper's ablation)
     score_mode: str = "msd"  # "msd": ε_dynamic − ε_static; "sds": ε_dynamic − ε (plain SDS, the baseline)
