@@ -9,7 +9,7 @@ from animus3d_shared.samples import make_character
 from animus3d_shared.settings import JobSettings
 from animus3d_worker.bench import build_full_size_prior
 from animus3d_worker.events import JobEvents
-from animus3d_worker.pipeline import _conditioning
+from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import lora
 from animus3d_worker.render import make_cameras
 from animus3d_worker.splat_tensors import SplatTensors
@@ -22,7 +22,7 @@ splat = make_character(seed=0, count=200_000)
 settings = JobSettings.from_preset(sys.argv[1] if len(sys.argv) > 1 else "standard")
 t = SplatTensors.from_splat(splat, dev)
 cams = make_cameras(*t.bbox, resolution=settings.resolution, orbit_views=settings.orbit_views, device=dev)
-cond = _conditioning(prior, "the character waves its right arm", "the character, standing still")
+cond = encode_conditioning(prior, "the character waves its right arm", "the character, standing still")
 problem = MotionProblem.build(t, cams, settings)
 params = lora.inject_lora(prior.unet, rank=16, alpha=16.0)
 g = torch.Generator().manual_seed(0)

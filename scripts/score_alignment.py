@@ -23,9 +23,9 @@ import torch
 
 from animus3d_shared.settings import JobSettings
 from animus3d_worker.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
-from animus3d_worker.pipeline import derive_static_prompt
+from animus3d_worker.pipeline import derive_static_prompt, encode_conditioning
 from animus3d_worker.priors import load_prior
-from animus3d_worker.stages.msd import Conditioning, msd_gradient, predict_scores
+from animus3d_worker.stages.msd import msd_gradient, predict_scores
 
 
 def main() -> None:
@@ -47,14 +47,12 @@ def main() -> None:
     motions = [m for m in KIND_MOTIONS[args.kind] if m != "still"]
     clip = lambda label, a=1.0: render_clip(obj, motion_animation(obj, label, 16, a), resolution=64,  # noqa: E731
                                                  device=args.device, backend="torch")
-    negative = prior.encode_text([""])
     settings = JobSettings.from_preset("standard", guidance_scale=args.guidance, static_prior="text")
 
     def update(z: torch.Tensor, p: str) -> torch.Tensor:
         """−(MSD gradient) at ``z`` under prompt ``p``, summed over the timesteps (the stage's own code)."""
         prompt = describe(args.kind, p, index=0)
-        cond = Conditioning(motion=prior.encode_text([prompt]), negative=negative,
-                            static=prior.encode_text([derive_static_prompt(prompt)]))
+        cond = encode_conditioning(prior, prompt, derive_static_prompt(prompt))
         total = torch.zeros_like(z)
         for t_int in (int(x) for x in args.timesteps.split(",")):
             t = torch.full((1,), t_int, dtype=torch.long, device=z.device)

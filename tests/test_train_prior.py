@@ -105,3 +105,9 @@ def test_an_exported_prior_can_be_fine_tuned_on_smaller_motions(trained, tmp_pat
     assert cached["key"]["amplitude_min"] == 0.05
     with pytest.raises(TrainPriorError, match="cannot change clips"):
         PriorTrainer(tmp_path / "run4", resume=folder, tuning={"clips": 8})
+
+
+def test_an_impossible_amplitude_range_is_refused_before_any_work(tmp_path):
+    with pytest.raises(TrainPriorError, match="amplitude_min 2.0"):
+        PriorTrainer(tmp_path / "run", small_test_config(), tuning={"amplitude_min": 2.0})
+    assert not (tmp_path / "run" / "tokenizer").exists()

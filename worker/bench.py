@@ -96,7 +96,7 @@ def _prior_dtype(prior, dtype: torch.dtype):
 def measure(prior, splat, settings: JobSettings, device: torch.device, *, lora_steps: int, msd_steps: int,
             refine_steps: int, warmup: int = 2) -> dict:
     """ms per step of each stage with ``settings``, running the stages' own code."""
-    from .pipeline import _conditioning, derive_static_prompt
+    from .pipeline import encode_conditioning, derive_static_prompt
     from .priors import lora
     from .render import make_cameras
     from .splat_tensors import SplatTensors
@@ -110,7 +110,7 @@ def measure(prior, splat, settings: JobSettings, device: torch.device, *, lora_s
     lo, hi = tensors.bbox
     cams = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
                         elevation_deg=settings.camera_elevation_deg, device=device)
-    cond = _conditioning(prior, prompt, static_prompt)
+    cond = encode_conditioning(prior, prompt, static_prompt)
     generator = torch.Generator().manual_seed(0)
     out: dict = {}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -373,16 +373,22 @@ class ClipSpec:
 
 ORBIT_ELEVATION_DEG = 10.0  # the pipeline's default camera_elevation_deg
 ORBIT_FRACTION = 0.35  # share of training clips seen from a random orbit view (MSD renders those too)
+DEFAULT_AMPLITUDE_RANGE = (0.7, 1.2)  # motion amplitudes of the clips (1 = the motion's full size)
 
 
-def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6,
-               amplitude_range: tuple[float, float] = (0.7, 1.2)) -> list[ClipSpec]:
-    """``count`` random clip specs, balanced over kinds and their motions, deterministic by seed.
-
-    Amplitudes are uniform in ``amplitude_range`` (1 = the motion's full size)."""
+def check_amplitude_range(amplitude_range: tuple[float, float]) -> None:
     lo, hi = amplitude_range
     if not 0.0 < lo <= hi:
         raise MotionDataError(f"amplitude range must satisfy 0 < low <= high, got {amplitude_range}")
+
+
+def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6,
+               amplitude_range: tuple[float, float] = DEFAULT_AMPLITUDE_RANGE) -> list[ClipSpec]:
+    """``count`` random clip specs, balanced over kinds and their motions, deterministic by seed.
+
+    Amplitudes are uniform in ``amplitude_range`` (1 = the motion's full size)."""
+    check_amplitude_range(amplitude_range)
+    lo, hi = amplitude_range
     rng = np.random.default_rng(seed)
     specs = []
     for i in range(count):

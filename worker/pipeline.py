@@ -87,7 +87,8 @@ class PriorCache:
             self._priors.clear()
 
 
-def _conditioning(prior, prompt: str, static_prompt: str) -> Conditioning:
+def encode_conditioning(prior, prompt: str, static_prompt: str) -> Conditioning:
+    """The MSD text embeddings of a job: motion prompt, empty prompt (CFG) and static prompt."""
     return Conditioning(motion=prior.encode_text([prompt]), negative=prior.encode_text([""]),
                         static=prior.encode_text([static_prompt]))
 
@@ -155,7 +156,7 @@ def run_job(
     lo, hi = tensors.bbox
     cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
                            elevation_deg=settings.camera_elevation_deg, device=dev)
-    cond = _conditioning(prior, prompt, static_prompt)
+    cond = encode_conditioning(prior, prompt, static_prompt)
     problem = MotionProblem.build(tensors, cameras, settings)
     timings["load"] = time.perf_counter() - t0
     events.progress(Progress("load", 1, 1))
@@ -213,7 +214,7 @@ def run_job(
     if settings.refine_steps > 0:
         lora.set_lora_enabled(prior.unet, False)
         refiner = priors.get(refine_spec, dev, dtype)
-        refine_cond = cond if refiner is prior else _conditioning(refiner, prompt, static_prompt)
+        refine_cond = cond if refiner is prior else encode_conditioning(refiner, prompt, static_prompt)
         out_frames = settings.frames * settings.refine_frame_multiplier
         relay = JobEvents(on_progress=stage_progress("refine", 2.0), cancel_event=events.cancel_event)
         with refiner.graphed() if settings.cuda_graphs else contextlib.nullcontext():

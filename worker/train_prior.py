@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .motion_data import (DEFAULT_AMPLITUDE_RANGE, ORBIT_ELEVATION_DEG, MotionDataError, check_amplitude_range,
+                          clip_specs, make_object, motion_animation, render_clip)
 from .priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
 
 log = logging.getLogger("animus3d.train_prior")
@@ -57,7 +59,7 @@ class TrainConfig:
     gaussians: int = 1500
     jitter_deg: float = 4.0
     data_seed: int = 0
-    amplitude_min: float = 0.7  # motion amplitudes are uniform in [amplitude_min, 1.2]
+    amplitude_min: float = DEFAULT_AMPLITUDE_RANGE[0]  # amplitudes are uniform in amplitude_range
     # model sizes
     unet_channels: tuple[int, ...] = (48, 96, 96)  # ~5.4M params: the fp16 export stays under 15 MB
     unet_heads: int = 8
@@ -74,6 +76,10 @@ class TrainConfig:
     checkpoint_minutes: float = 2.0
     seed: int = 0
 
+    @property
+    def amplitude_range(self) -> tuple[float, float]:
+        return (self.amplitude_min, DEFAULT_AMPLITUDE_RANGE[1])
+
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
@@ -89,9 +95,7 @@ class TrainConfig:
 def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
                    backend: str = "auto") -> tuple[torch.Tensor, list[str]]:
     """Renders ``cfg.clips`` synthetic clips: (uint8 [M, T, 3, H, W] on the CPU, captions)."""
-    from .motion_data import ORBIT_ELEVATION_DEG, clip_specs, make_object, motion_animation, render_clip
-
-    specs = clip_specs(cfg.clips, seed=cfg.data_seed, amplitude_range=(cfg.amplitude_min, 1.2))
+    specs = clip_specs(cfg.clips, seed=cfg.data_seed, amplitude_range=cfg.amplitude_range)
     objects: dict[tuple[str, int], object] = {}
     clips = torch.empty((len(specs), cfg.frames, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
     for i, spec in enumerate(specs):
@@ -113,8 +117,8 @@ def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu",
                            ) -> tuple[torch.Tensor, list[str]]:
     """The cached dataset of ``run_dir`` (rendered and saved on first use)."""
     path = run_dir / "dataset.pt"
-    key = {k: cfg.to_json()[k] for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed",
-                                               "amplitude_min")}
+    key = {k: cfg.to_json()[k]
+           for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed", "amplitude_min")}
     if path.is_file():
         data = torch.load(path, weights_only=False)
         if data.get("key") == key:
@@ -240,6 +244,10 @@ class PriorTrainer:
         if bad:
             raise TrainPriorError(f"cannot change {', '.join(bad)} of a run; only {', '.join(TUNABLE_ON_RESUME)}")
         self.cfg = replace(cfg or TrainConfig(), **(tuning or {}))
+        try:  # before minutes of model building and dataset rendering
+            check_amplitude_range(self.cfg.amplitude_range)
+        except MotionDataError as exc:
+            raise TrainPriorError(f"amplitude_min {self.cfg.amplitude_min}: {exc}") from None
         self.tokenizer = build_tokenizer(self.run_dir / "tokenizer")
         self.scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
