@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from animus3d_worker.priors import load_prior
-from animus3d_worker.train_prior import PriorTrainer, TrainPriorError, small_test_config
+from animus3d_worker.train_prior import PriorTrainer, TrainPriorError, motion_loss_weights, small_test_config
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,27 @@ def test_an_impossible_amplitude_range_is_refused_before_any_work(tmp_path):
     with pytest.raises(TrainPriorError, match="amplitude_min 2.0"):
         PriorTrainer(tmp_path / "run", small_test_config(), tuning={"amplitude_min": 2.0})
     assert not (tmp_path / "run" / "tokenizer").exists()
+
+
+def test_motion_loss_weights_stress_only_what_moves():
+    still = torch.randn(2, 4, 1, 8, 8).expand(2, 4, 6, 8, 8).clone()
+    assert torch.allclose(motion_loss_weights(still, 4.0), torch.ones(2, 1, 6, 8, 8))
+    moving = still.clone()
+    moving[0, :, 3:, 2:4, 2:4] += 2.0  # an "arm" moves in the second half of clip 0
+    w = motion_loss_weights(moving, 4.0)
+    assert w[0, 0, 3:, 2:4, 2:4].min() > 4.0 and w[0, 0, 0, 2:4, 2:4].min() > 1.0
+    assert torch.allclose(w[0, 0, :, 5:, 5:], torch.ones_like(w[0, 0, :, 5:, 5:]))
+    assert torch.allclose(w[1], torch.ones_like(w[1]))
+
+
+def test_motion_weight_may_be_set_on_resume_and_trains(trained, tmp_path):
+    _, trainer, _, _ = trained
+    folder = trainer.export(tmp_path / "prior")
+    resumed = PriorTrainer(tmp_path / "run5", resume=folder, tuning={"motion_weight": 4.0})
+    assert resumed.cfg.motion_weight == 4.0
+    before = [p.detach().clone() for p in resumed.models["unet"].parameters()]
+    state = resumed.train(max_steps=1)
+    assert state.step == trainer.state.step + 1 and torch.isfinite(torch.tensor(state.losses[-1][2]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, resumed.models["unet"].parameters()))
+    with pytest.raises(TrainPriorError, match="motion_weight must be 0 or more"):
+        PriorTrainer(tmp_path / "run6", small_test_config(), tuning={"motion_weight": -1.0})

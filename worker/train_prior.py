@@ -73,6 +73,7 @@ class TrainConfig:
     lr: float = 2e-4
     vae_lr: float = 5e-4
     text_dropout: float = 0.1
+    motion_weight: float = 0.0  # extra ε-loss weight where a clip's latents move (see motion_loss_weights)
     checkpoint_minutes: float = 2.0
     seed: int = 0
 
@@ -136,6 +137,18 @@ def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu",
 # ---- models -------------------------------------------------------------------------------------------
 
 
+def motion_loss_weights(latents: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-element ε-loss weights ``[B, 1, F, h, w]`` that stress where a clip moves.
+
+    1 where a latent pixel equals its mean over the clip's frames, rising by ``strength`` per unit of
+    deviation (latents have unit std after the VAE's scaling). A waving arm covers a few latent pixels
+    of a few frames, so under plain MSE the loss barely cares whether the arm is there; weighting its
+    pixels makes the text's motion part of the objective rather than a rounding error of appearance.
+    """
+    deviation = (latents - latents.mean(dim=2, keepdim=True)).abs().mean(dim=1, keepdim=True)
+    return 1.0 + strength * deviation.float()
+
+
 def build_tokenizer(folder: Path):
     """The locally built CLIP tokenizer, saved into ``folder``."""
     from transformers import CLIPTokenizer
@@ -188,7 +201,7 @@ def count_parameters(models: dict) -> int:
 # Settings a resumed run may change: optimisation, and the amplitude range of the clips (the models
 # and the rendering stay; a changed range re-renders the cached dataset, so a run can be fine-tuned
 # on small motions without redoing the VAE phase).
-TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min")
+TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min", "motion_weight")
 
 
 def read_resumable_state(folder: Path) -> dict | None:
@@ -248,6 +261,8 @@ class PriorTrainer:
             check_amplitude_range(self.cfg.amplitude_range)
         except MotionDataError as exc:
             raise TrainPriorError(f"amplitude_min {self.cfg.amplitude_min}: {exc}") from None
+        if not self.cfg.motion_weight >= 0:
+            raise TrainPriorError(f"motion_weight must be 0 or more, got {self.cfg.motion_weight}")
         self.tokenizer = build_tokenizer(self.run_dir / "tokenizer")
         self.scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
@@ -385,7 +400,11 @@ class PriorTrainer:
         with self._autocast():
             states = self._encode_text(captions)
             eps = unet(noisy, t, encoder_hidden_states=states, return_dict=False)[0]
-        loss = F.mse_loss(eps.float(), noise)
+        if self.cfg.motion_weight > 0:
+            weights = motion_loss_weights(latents, self.cfg.motion_weight)
+            loss = ((eps.float() - noise) ** 2 * weights).mean() / weights.mean()
+        else:
+            loss = F.mse_loss(eps.float(), noise)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smallest motion amplitude of the clips, default 0.7 (may change on resume)")
     parser.add_argument("--batch-size", type=int, help="clips per diffusion step (may change on resume)")
     parser.add_argument("--lr", type=float, help="diffusion learning rate (may change on resume)")
+    parser.add_argument("--motion-weight", type=float,
+                        help="extra ε-loss weight on the latents that move, default 0 (may change on resume)")
     parser.add_argument("--render-backend", default="auto", help="dataset renderer: auto, torch or gsplat")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
 
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
             except (OSError, ValueError, TypeError) as exc:
                 raise CommandError(f"bad --config {args.config}: {exc}") from None
         tuning = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
-                                    ("amplitude_min", args.amplitude_min)) if v is not None}
+                                    ("amplitude_min", args.amplitude_min),
+                                    ("motion_weight", args.motion_weight)) if v is not None}
         trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume,
                                render_backend=args.render_backend, tuning=tuning)
         state = trainer.train(minutes=args.minutes, max_steps=args.max_steps)

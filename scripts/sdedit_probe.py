@@ -1,0 +1,92 @@
+"""Can the prior animate a still object at all? (a diagnostic for the generate-then-fit idea)
+
+    python scripts/sdedit_probe.py [--kind character] [--seed 101] [--strength 0.8] [--steps 20]
+
+For one synthetic object: its still clip's latents z₀ are DDIM-inverted under the derived static
+prompt to t = strength·T, then DDIM-sampled back under each motion prompt with classifier-free
+guidance (SDEdit). Each result is compared with the latents of every ground-truth motion clip of the
+same object (L2); the row's nearest clip is its predicted motion. If most rows land on their own
+motion, the prior can turn a still render into the prompted motion and a fitted motion field could
+follow it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from animus3d_worker.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
+from animus3d_worker.pipeline import derive_static_prompt
+from animus3d_worker.priors import load_prior
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", default="character")
+    ap.add_argument("--seed", type=int, default=101)
+    ap.add_argument("--prior", default="embedded")
+    ap.add_argument("--strengths", default="0.8", help="comma-separated SDEdit strengths")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidances", default="7.5", help="comma-separated guidance scales")
+    ap.add_argument("--amplitudes", default="0.5,1.0", help="ground-truth amplitudes to compare with")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--paraphrases", type=int, default=1, help="prompts per motion (index 0..n-1)")
+    args = ap.parse_args()
+
+    prior = load_prior(args.prior, device=args.device)
+    obj = make_object(args.kind, args.seed, 1500)
+    motions = list(KIND_MOTIONS[args.kind])
+    clip = lambda label, a=1.0: render_clip(obj, motion_animation(obj, label, 16, a), resolution=64,  # noqa: E731
+                                            device=args.device, backend="torch")
+    amplitudes = [float(a) for a in args.amplitudes.split(",")]
+    with torch.no_grad():
+        z0 = prior.encode_frames(clip("still")[None]).float()
+        refs, names = [], []
+        for m in motions:
+            if m == "still":
+                continue
+            for a in amplitudes:
+                refs.append(prior.encode_frames(clip(m, a)[None]).float())
+                names.append(m)
+        refs = torch.cat(refs)
+        directions = (refs - z0).flatten(1)
+        directions = directions / directions.norm(dim=1, keepdim=True)
+        empty = prior.encode_text([""])
+        for strength in (float(x) for x in args.strengths.split(",")):
+            for guidance in (float(x) for x in args.guidances.split(",")):
+                probe(prior, args, motions, z0, refs, directions, names, empty, strength, guidance)
+
+
+def probe(prior, args, motions, z0, refs, directions, names, empty, strength: float, guidance: float) -> None:
+    t_start = int(strength * (prior.num_train_timesteps - 1))
+    near_hits = cos_hits = total = 0
+    moved_still = moved_other = 0.0
+    for m in motions:
+        for k in range(args.paraphrases):
+            prompt = describe(args.kind, m, index=k)
+            static = prior.encode_text([derive_static_prompt(prompt)])
+            x_t, _ = prior.ddim_invert(z0, static, t_start, args.steps)
+            z = prior.ddim_sample(x_t, torch.cat([prior.encode_text([prompt]), empty]), t_start, args.steps,
+                                  guidance_scale=guidance).float()
+            moved = float((z - z0).norm() / z0.norm())
+            if m == "still":
+                moved_still += moved
+                print(f"  {prompt!r:>48}: moved {moved:.3f}")
+                continue
+            moved_other += moved
+            total += 1
+            nearest = [names[i] for i in (refs - z).flatten(1).norm(dim=1).argsort()]
+            cos = directions @ (z - z0).flatten() / (z - z0).norm()
+            by_cos = [names[i] for i in cos.argsort(descending=True)]
+            near_hits += nearest[0] == m
+            cos_hits += by_cos[0] == m
+            print(f"  {prompt!r:>48}: nearest {nearest[0]:>11} (own rank {nearest.index(m) + 1}), "
+                  f"direction {by_cos[0]:>11} (own rank {by_cos.index(m) + 1}), moved {moved:.3f}")
+    print(f"{args.kind} strength {strength} guidance {guidance}: nearest clip right {near_hits}/{total}, "
+          f"direction right {cos_hits}/{total}; moved still {moved_still / args.paraphrases:.3f} "
+          f"vs others {moved_other / max(total, 1):.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
