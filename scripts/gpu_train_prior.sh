@@ -14,6 +14,10 @@
 #     prior.tar                 the exported fp16 diffusers folder -> tar -x -C worker/assets && mv worker/assets/export worker/assets/prior
 #     checkpoint.tar.part-*     weights + state.json (no optimizer state: AdamW restarts on resume)
 #     summary.json, train.log   the last lines of the log
+#     check.json                with CHECK_CLIPS=N set: `animus3d check-prior` of the export on N
+#                               held-out clips (~1 min for 104). Run follow-up commands in this
+#                               script, not after it in the same call: the package paths that
+#                               device_setup.sh exports do not reach the calling shell.
 set -uo pipefail
 MINUTES=${1:-8}
 RUN=${2:-out/prior}
@@ -40,6 +44,10 @@ tail -n 1 "$RUN/train.log" > "$OUT/summary.json"
 if [ -d "$RUN/export" ]; then
   tar -C "$RUN" -cf "$OUT/prior.tar" export
   du -h "$OUT/prior.tar"
+fi
+if [ -n "${CHECK_CLIPS:-}" ] && [ -d "$RUN/export" ]; then
+  python3 -m animus3d_worker.cli check-prior --prior "$RUN/export" --clips "$CHECK_CLIPS" --device cuda \
+    --render-backend torch --out "$OUT/check.json" 2>&1 | grep -v "Loading weights" | tail -n 20
 fi
 if [ -d "$RUN/checkpoint" ]; then
   tar -C "$RUN" -cf - --exclude optimizer.pt checkpoint | split -b 15M - "$OUT/checkpoint.tar.part-"

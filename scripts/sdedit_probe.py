@@ -1,9 +1,10 @@
 """Can the prior animate a still object at all? (a diagnostic for the generate-then-fit idea)
 
-    python scripts/sdedit_probe.py [--kind character] [--seed 101] [--strength 0.8] [--steps 20]
+    python scripts/sdedit_probe.py [--kind character] [--seed 101] [--strengths 0.8,0.95] [--guidances 7.5]
+    python scripts/sdedit_probe.py --noise random        # plain SDEdit: fresh noise instead of inversion
 
 For one synthetic object: its still clip's latents z₀ are DDIM-inverted under the derived static
-prompt to t = strength·T, then DDIM-sampled back under each motion prompt with classifier-free
+prompt to t = strength·T (or noised with fresh Gaussian noise, ``--noise random``), then DDIM-sampled back under each motion prompt with classifier-free
 guidance (SDEdit). Each result is compared with the latents of every ground-truth motion clip of the
 same object (L2); the row's nearest clip is its predicted motion. If most rows land on their own
 motion, the prior can turn a still render into the prompted motion and a fitted motion field could
@@ -31,6 +32,8 @@ def main() -> None:
     ap.add_argument("--guidances", default="7.5", help="comma-separated guidance scales")
     ap.add_argument("--amplitudes", default="0.5,1.0", help="ground-truth amplitudes to compare with")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--noise", choices=("inverted", "random"), default="inverted",
+                    help="start from the DDIM inversion of the still clip (MSD's noise) or from fresh noise")
     ap.add_argument("--paraphrases", type=int, default=1, help="prompts per motion (index 0..n-1)")
     args = ap.parse_args()
 
@@ -66,7 +69,11 @@ def probe(prior, args, motions, z0, refs, directions, names, empty, strength: fl
         for k in range(args.paraphrases):
             prompt = describe(args.kind, m, index=k)
             static = prior.encode_text([derive_static_prompt(prompt)])
-            x_t, _ = prior.ddim_invert(z0, static, t_start, args.steps)
+            if args.noise == "inverted":
+                x_t, _ = prior.ddim_invert(z0, static, t_start, args.steps)
+            else:  # the same fresh noise for every prompt
+                noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(k)).to(z0.device)
+                x_t = prior.add_noise(z0, noise, t_start)
             z = prior.ddim_sample(x_t, torch.cat([prior.encode_text([prompt]), empty]), t_start, args.steps,
                                   guidance_scale=guidance).float()
             moved = float((z - z0).norm() / z0.norm())
@@ -83,7 +90,8 @@ def probe(prior, args, motions, z0, refs, directions, names, empty, strength: fl
             cos_hits += by_cos[0] == m
             print(f"  {prompt!r:>48}: nearest {nearest[0]:>11} (own rank {nearest.index(m) + 1}), "
                   f"direction {by_cos[0]:>11} (own rank {by_cos.index(m) + 1}), moved {moved:.3f}")
-    print(f"{args.kind} strength {strength} guidance {guidance}: nearest clip right {near_hits}/{total}, "
+    print(f"{args.kind} seed {args.seed}, {args.noise} noise, strength {strength} guidance {guidance}: "
+          f"nearest clip right {near_hits}/{total}, "
           f"direction right {cos_hits}/{total}; moved still {moved_still / args.paraphrases:.3f} "
           f"vs others {moved_other / max(total, 1):.3f}", flush=True)
 
