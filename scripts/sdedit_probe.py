@@ -4,11 +4,12 @@
     python scripts/sdedit_probe.py --noise random        # plain SDEdit: fresh noise instead of inversion
 
 For one synthetic object: its still clip's latents z₀ are DDIM-inverted under the derived static
-prompt to t = strength·T (or noised with fresh Gaussian noise, ``--noise random``), then DDIM-sampled back under each motion prompt with classifier-free
-guidance (SDEdit). Each result is compared with the latents of every ground-truth motion clip of the
-same object (L2); the row's nearest clip is its predicted motion. If most rows land on their own
-motion, the prior can turn a still render into the prompted motion and a fitted motion field could
-follow it.
+prompt to t = strength·T (or noised with fresh Gaussian noise, ``--noise random``), then
+DDIM-sampled back under each motion prompt with classifier-free guidance (SDEdit). Each result is
+compared with the latents of every ground-truth motion clip of the same object: the nearest clip
+(L2) and the clip whose direction from z₀ is closest (cosine) are its predicted motions. If most
+rows land on their own motion, the prior can turn a still render into the prompted motion and a
+fitted motion field could follow it. ``--sheets DIR`` writes what it made, above the ground truth.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--noise", choices=("inverted", "random"), default="inverted",
                     help="start from the DDIM inversion of the still clip (MSD's noise) or from fresh noise")
+    ap.add_argument("--sheets", metavar="DIR", help="write a contact sheet per prompt: result above ground truth")
     ap.add_argument("--paraphrases", type=int, default=1, help="prompts per motion (index 0..n-1)")
     args = ap.parse_args()
 
@@ -77,6 +79,9 @@ def probe(prior, args, motions, z0, refs, directions, names, empty, strength: fl
             z = prior.ddim_sample(x_t, torch.cat([prior.encode_text([prompt]), empty]), t_start, args.steps,
                                   guidance_scale=guidance).float()
             moved = float((z - z0).norm() / z0.norm())
+            if args.sheets:
+                truth = refs[len(names) - 1 - names[::-1].index(m)][None] if m in names else z0  # amplitude 1
+                write_sheet(prior, args, z, truth, m, k, strength, guidance)
             if m == "still":
                 moved_still += moved
                 print(f"  {prompt!r:>48}: moved {moved:.3f}")
@@ -94,6 +99,22 @@ def probe(prior, args, motions, z0, refs, directions, names, empty, strength: fl
           f"nearest clip right {near_hits}/{total}, "
           f"direction right {cos_hits}/{total}; moved still {moved_still / args.paraphrases:.3f} "
           f"vs others {moved_other / max(total, 1):.3f}", flush=True)
+
+
+def write_sheet(prior, args, z, truth, motion: str, k: int, strength: float, guidance: float) -> None:
+    """PNG: 8 frames of the SDEdit result (top) and of the motion's ground-truth clip (bottom)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from animus3d_worker.outputs import write_contact_sheet
+
+    frames = prior.decode_latents(torch.cat([z, truth]).to(prior.dtype))
+    rows = (frames.permute(0, 1, 3, 4, 2).float().cpu().numpy() * 255).round().astype(np.uint8)  # [2, F, H, W, 3]
+    out = Path(args.sheets)
+    out.mkdir(parents=True, exist_ok=True)
+    stacked = np.concatenate([rows[0], rows[1]], axis=1)  # [F, 2H, W, 3]
+    write_contact_sheet(out / f"{args.kind}-{args.seed}-{args.noise}-s{strength}-g{guidance}-{motion}-{k}.png", stacked)
 
 
 if __name__ == "__main__":
