@@ -1,10 +1,12 @@
 """train-prior on a tiny CPU configuration: steps, checkpoint, resume, export, load through the loader."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
+from animus3d_worker.motion_data import MOTION_LABELS, all_descriptions, mirror_caption
 from animus3d_worker.priors import load_prior
 from animus3d_worker.train_prior import PriorTrainer, TrainPriorError, motion_loss_weights, small_test_config
 
@@ -135,3 +137,30 @@ def test_motion_weight_may_be_set_on_resume_and_trains(trained, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, resumed.models["unet"].parameters()))
     with pytest.raises(TrainPriorError, match="motion_weight must be 0 or more"):
         PriorTrainer(tmp_path / "run6", small_test_config(), tuning={"motion_weight": -1.0})
+
+
+def test_mirror_caption_swaps_sides_and_nothing_else():
+    assert mirror_caption("a robot sliding to the left") == "a robot sliding to the right"
+    assert mirror_caption("the figure waves hello with its right arm") == "the figure waves hello with its left arm"
+    assert mirror_caption("a dog rocking left and right") == "a dog rocking left and right"  # symmetric
+    assert mirror_caption("a plant leftover righteous") == "a plant leftover righteous"  # whole words only
+    for label in MOTION_LABELS:
+        for caption in all_descriptions("character", label):
+            mirrored_label = label.replace("left", "#").replace("right", "left").replace("#", "right")
+            assert mirror_caption(caption) in all_descriptions("character", mirrored_label)
+
+
+def test_mirrored_samples_are_flipped_clips_with_mirrored_captions(trained, tmp_path):
+    _, trainer, _, _ = trained
+    folder = trainer.export(tmp_path / "prior")
+    resumed = PriorTrainer(tmp_path / "run7", resume=folder, tuning={"mirror_probability": 1.0})
+    resumed.train(max_steps=1)  # trains with mirroring on, and loads the dataset
+    resumed.cfg = replace(resumed.cfg, text_dropout=0.0)
+    index = torch.arange(len(resumed.captions))
+    latents, captions = resumed.diffusion_batch(index)
+    assert captions == [mirror_caption(c) for c in resumed.captions]
+    expected = resumed.encode_clips(resumed._frames(index).flip(-1))
+    assert torch.allclose(latents, expected, atol=1e-5)
+    assert not torch.allclose(latents, resumed.encode_clips(resumed._frames(index)), atol=1e-3)
+    with pytest.raises(TrainPriorError, match="mirror_probability must be in"):
+        PriorTrainer(tmp_path / "run8", small_test_config(), tuning={"mirror_probability": 1.5})

@@ -14,6 +14,7 @@ Everything is deterministic by seed.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -66,6 +67,20 @@ DESCRIPTIONS: dict[str, tuple[str, ...]] = {
     "slide_right": ("a {n} sliding to the right", "the {n} moves to the right", "a {n} gliding right",
                     "the {n} slides right"),
 }
+
+
+_LEFT_RIGHT = re.compile(r"\b(left|right)\b")
+
+
+def mirror_caption(caption: str) -> str:
+    """The caption of the clip seen in a mirror (image flipped left-right): "left" and "right" swap.
+
+    True for every motion here: a slide to the viewer's left becomes one to the right, a character
+    waving its left arm becomes one waving its right arm, and the rest name no side. A caption that
+    names both sides ("rocking left and right") describes a symmetric motion and stays as it is."""
+    if len(set(_LEFT_RIGHT.findall(caption))) > 1:
+        return caption
+    return _LEFT_RIGHT.sub(lambda m: "right" if m.group(1) == "left" else "left", caption)
 
 
 class MotionDataError(ValueError):

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .motion_data import (DEFAULT_AMPLITUDE_RANGE, ORBIT_ELEVATION_DEG, MotionDataError, check_amplitude_range,
-                          clip_specs, make_object, motion_animation, render_clip)
+                          clip_specs, make_object, mirror_caption, motion_animation, render_clip)
 from .priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
 
 log = logging.getLogger("animus3d.train_prior")
@@ -74,6 +74,7 @@ class TrainConfig:
     vae_lr: float = 5e-4
     text_dropout: float = 0.1
     motion_weight: float = 0.0  # extra ε-loss weight where a clip's latents move (see motion_loss_weights)
+    mirror_probability: float = 0.0  # share of diffusion samples flipped left-right, "left"/"right" swapped
     checkpoint_minutes: float = 2.0
     seed: int = 0
 
@@ -201,7 +202,8 @@ def count_parameters(models: dict) -> int:
 # Settings a resumed run may change: optimisation, and the amplitude range of the clips (the models
 # and the rendering stay; a changed range re-renders the cached dataset, so a run can be fine-tuned
 # on small motions without redoing the VAE phase).
-TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min", "motion_weight")
+TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min", "motion_weight",
+                     "mirror_probability")
 
 
 def read_resumable_state(folder: Path) -> dict | None:
@@ -263,6 +265,8 @@ class PriorTrainer:
             raise TrainPriorError(f"amplitude_min {self.cfg.amplitude_min}: {exc}") from None
         if not self.cfg.motion_weight >= 0:
             raise TrainPriorError(f"motion_weight must be 0 or more, got {self.cfg.motion_weight}")
+        if not 0 <= self.cfg.mirror_probability <= 1:
+            raise TrainPriorError(f"mirror_probability must be in [0, 1], got {self.cfg.mirror_probability}")
         self.tokenizer = build_tokenizer(self.run_dir / "tokenizer")
         self.scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
@@ -280,6 +284,7 @@ class PriorTrainer:
         self.generator = torch.Generator(device="cpu").manual_seed(self.cfg.seed + 1000 * self.state.step + 1)
         self.clips: torch.Tensor | None = None
         self.latents: torch.Tensor | None = None
+        self.mirrored_latents: torch.Tensor | None = None
         self.captions: list[str] = []
 
     # -- checkpoint ------------------------------------------------------------------------------
@@ -331,13 +336,36 @@ class PriorTrainer:
         return self.clips[index.to(self.clips.device)].to(self.device, non_blocking=True).float() / 255.0
 
     @torch.no_grad()
-    def _dataset_latents(self) -> torch.Tensor:
-        """Latents of every clip under the frozen VAE, computed once per call of the diffusion phase."""
-        if self.latents is None:
-            chunks = [self.encode_clips(self._frames(torch.arange(i, min(i + 32, len(self.captions)))))
-                      for i in range(0, len(self.captions), 32)]
-            self.latents = torch.cat(chunks)
-        return self.latents
+    def _dataset_latents(self, mirrored: bool = False) -> torch.Tensor:
+        """Latents of every clip (``mirrored``: of its left-right flipped frames) under the frozen VAE,
+        computed once per call of the diffusion phase."""
+        cache = self.mirrored_latents if mirrored else self.latents
+        if cache is None:
+            count, chunks = len(self.captions), []
+            for start in range(0, count, 32):
+                frames = self._frames(torch.arange(start, min(start + 32, count)))
+                chunks.append(self.encode_clips(frames.flip(-1) if mirrored else frames))
+            cache = torch.cat(chunks)
+            if mirrored:
+                self.mirrored_latents = cache
+            else:
+                self.latents = cache
+        return cache
+
+    def diffusion_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        """Latents ``[B, 4, T, h, w]`` and captions of clips ``index``, each flipped left-right (and its
+        caption mirrored) with probability ``mirror_probability``; captions dropped to "" with
+        probability ``text_dropout``."""
+        latents = self._dataset_latents()[index.to(self.device)]
+        captions = [self.captions[int(i)] for i in index]
+        if self.cfg.mirror_probability > 0:
+            flip = torch.rand(len(index), generator=self.generator) < self.cfg.mirror_probability
+            if flip.any():
+                mirrored = self._dataset_latents(mirrored=True)[index.to(self.device)]
+                latents = torch.where(flip.to(self.device).view(-1, 1, 1, 1, 1), mirrored, latents)
+                captions = [mirror_caption(c) if f else c for c, f in zip(captions, flip)]
+        drop = torch.rand(len(index), generator=self.generator) < self.cfg.text_dropout
+        return latents, ["" if d else c for c, d in zip(captions, drop)]
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -378,7 +406,7 @@ class PriorTrainer:
         vae.register_to_config(scaling_factor=float(1.0 / sample.std().clamp_min(1e-3)))
         log.info("vae scaling factor %.4f", vae.config.scaling_factor)
         self.state.phase, self.state.step = "diffusion", 0
-        self.latents = None
+        self.latents = self.mirrored_latents = None
         self.optimizer = self._make_optimizer()
 
     def _encode_text(self, captions: list[str]) -> torch.Tensor:
@@ -389,9 +417,7 @@ class PriorTrainer:
     def diffusion_step(self) -> float:
         unet, text = self.models["unet"].train(), self.models["text_encoder"].train()
         index = self._batch_indices(self.cfg.batch_size)
-        latents = self._dataset_latents()[index.to(self.device)]
-        drop = torch.rand(len(index), generator=self.generator) < self.cfg.text_dropout
-        captions = ["" if d else self.captions[int(i)] for i, d in zip(index, drop)]
+        latents, captions = self.diffusion_batch(index)
         noise = torch.randn(latents.shape, generator=self.generator).to(self.device)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(index),), generator=self.generator)
         t = t.to(self.device)

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="diffusion learning rate (may change on resume)")
     parser.add_argument("--motion-weight", type=float,
                         help="extra ε-loss weight on the latents that move, default 0 (may change on resume)")
+    parser.add_argument("--mirror-probability", type=float,
+                        help="share of training samples flipped left-right with 'left'/'right' swapped in "
+                             "the caption, default 0 (may change on resume)")
     parser.add_argument("--render-backend", default="auto", help="dataset renderer: auto, torch or gsplat")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
 
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(f"bad --config {args.config}: {exc}") from None
         tuning = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
                                     ("amplitude_min", args.amplitude_min),
-                                    ("motion_weight", args.motion_weight)) if v is not None}
+                                    ("motion_weight", args.motion_weight),
+                                    ("mirror_probability", args.mirror_probability)) if v is not None}
         trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume,
                                render_backend=args.render_backend, tuning=tuning)
         state = trainer.train(minutes=args.minutes, max_steps=args.max_steps)
