@@ -16,6 +16,21 @@ def _eta_text(eta_s) -> str:
     return f", ETA {eta_s // 60}:{eta_s % 60:02d}"
 
 
+# Priors that ship with the worker for trying it out; they do not follow prompts reliably.
+DEMO_PRIORS = ("embedded", "tiny")
+
+
+def prior_notice(models) -> tuple[str, ...]:
+    """Lines to show when the worker animates with a built-in demo prior (nothing otherwise), so an
+    artist knows poor motion is the model's limit and where the real models are configured."""
+    specs = models.values() if isinstance(models, dict) else (models or ())
+    if not any(str(spec).split(":", 1)[0] in DEMO_PRIORS for spec in specs):
+        return ()
+    return ("Demo prior: motion may not follow the prompt.",
+            "For real results configure ModelScope/ZeroScope",
+            "in the worker's models.toml (see README).")
+
+
 class ANIMUS3D_PT_panel(bpy.types.Panel):
     bl_label = "Animus3D"
     bl_idname = "ANIMUS3D_PT_panel"
@@ -39,6 +54,8 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
                     box.label(text=f"{role}: {model}")
             elif models:
                 box.label(text="Models: " + ", ".join(str(m) for m in models))
+            for k, line in enumerate(prior_notice(models)):
+                box.label(text=line, icon="INFO" if k == 0 else "BLANK1")
             status = SESSION.status
             if status is not None:
                 queue = getattr(status, "queue", None) or []

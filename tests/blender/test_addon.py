@@ -63,6 +63,9 @@ def test_install_registers_operators_and_panel(installed):
     for op in ("import_ply", "animate", "cancel", "export_ply_sequence", "clear_animation", "start_worker"):
         assert op in report["operators"]
     assert report["panel"]
+    notices = report["notices"]  # the panel says when the worker runs a built-in demo prior
+    assert notices["embedded"] and notices["tiny"] and "models.toml" in " ".join(notices["embedded"])
+    assert notices["real"] == [] and notices["none"] == []
 
 
 def test_register_unregister_twice_leaves_nothing(user_dir):

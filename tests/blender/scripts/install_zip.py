@@ -1,5 +1,6 @@
 """Install the extension zip (argv[1]) into BLENDER_USER_RESOURCES and report what got registered."""
 
+import importlib
 import sys
 
 import bpy
@@ -16,4 +17,9 @@ finish({
     "operators": ops,
     "zmq": __import__("zmq").__file__,
     "panel": hasattr(bpy.types, "ANIMUS3D_PT_panel"),
+    "notices": {name: list(importlib.import_module(ADDON + ".panel").prior_notice(models)) for name, models in (
+        ("embedded", {"motion_prior": "embedded", "refine_prior": "embedded"}),
+        ("tiny", {"motion_prior": "tiny:3", "refine_prior": "tiny:3"}),
+        ("real", {"motion_prior": "damo-vilab/text-to-video-ms-1.7b", "refine_prior": "cerspense/zeroscope_v2_576w"}),
+        ("none", None))},
 })
