@@ -199,9 +199,9 @@ def count_parameters(models: dict) -> int:
 
 # ---- the trainer ---------------------------------------------------------------------------------------
 
-# Settings a resumed run may change: optimisation, and the amplitude range of the clips (the models
-# and the rendering stay; a changed range re-renders the cached dataset, so a run can be fine-tuned
-# on small motions without redoing the VAE phase).
+# Settings a resumed run may change: optimisation (loss weighting and left-right mirroring included),
+# and the amplitude range of the clips (the models and the rendering stay; a changed range re-renders
+# the cached dataset, so a run can be fine-tuned on small motions without redoing the VAE phase).
 TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min", "motion_weight",
                      "mirror_probability")
 
