@@ -64,37 +64,40 @@ def main() -> None:
 
 
 def probe(prior, args, motions, z0, refs, directions, names, empty, strength: float, guidance: float) -> None:
+    """All prompts in one batch (the small UNet is latency-bound: a batch of 24 costs about one forward)."""
     t_start = int(strength * (prior.num_train_timesteps - 1))
+    rows = [(m, k, describe(args.kind, m, index=k)) for m in motions for k in range(args.paraphrases)]
+    prompts = [prompt for _, _, prompt in rows]
+    start = z0.expand(len(rows), *z0.shape[1:])
+    if args.noise == "inverted":
+        statics = prior.encode_text([derive_static_prompt(p) for p in prompts])
+        x_t, _ = prior.ddim_invert(start, statics, t_start, args.steps)
+    else:  # fresh noise, the same for every motion (paraphrase k gets seed k)
+        noise = torch.cat([torch.randn(z0.shape, generator=torch.Generator().manual_seed(k)) for _, k, _ in rows])
+        x_t = prior.add_noise(start, noise.to(z0.device), t_start)
+    texts = torch.cat([prior.encode_text(prompts), empty.expand(len(rows), -1, -1)])
+    results = prior.ddim_sample(x_t, texts, t_start, args.steps, guidance_scale=guidance).float()
     near_hits = cos_hits = total = 0
     moved_still = moved_other = 0.0
-    for m in motions:
-        for k in range(args.paraphrases):
-            prompt = describe(args.kind, m, index=k)
-            static = prior.encode_text([derive_static_prompt(prompt)])
-            if args.noise == "inverted":
-                x_t, _ = prior.ddim_invert(z0, static, t_start, args.steps)
-            else:  # the same fresh noise for every prompt
-                noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(k)).to(z0.device)
-                x_t = prior.add_noise(z0, noise, t_start)
-            z = prior.ddim_sample(x_t, torch.cat([prior.encode_text([prompt]), empty]), t_start, args.steps,
-                                  guidance_scale=guidance).float()
-            moved = float((z - z0).norm() / z0.norm())
-            if args.sheets:
-                truth = refs[len(names) - 1 - names[::-1].index(m)][None] if m in names else z0  # amplitude 1
-                write_sheet(prior, args, z, truth, m, k, strength, guidance)
-            if m == "still":
-                moved_still += moved
-                print(f"  {prompt!r:>48}: moved {moved:.3f}")
-                continue
-            moved_other += moved
-            total += 1
-            nearest = [names[i] for i in (refs - z).flatten(1).norm(dim=1).argsort()]
-            cos = directions @ (z - z0).flatten() / (z - z0).norm()
-            by_cos = [names[i] for i in cos.argsort(descending=True)]
-            near_hits += nearest[0] == m
-            cos_hits += by_cos[0] == m
-            print(f"  {prompt!r:>48}: nearest {nearest[0]:>11} (own rank {nearest.index(m) + 1}), "
-                  f"direction {by_cos[0]:>11} (own rank {by_cos.index(m) + 1}), moved {moved:.3f}")
+    for (m, k, prompt), z in zip(rows, results):
+        z = z[None]
+        moved = float((z - z0).norm() / z0.norm())
+        if args.sheets:
+            truth = refs[len(names) - 1 - names[::-1].index(m)][None] if m in names else z0  # amplitude 1
+            write_sheet(prior, args, z, truth, m, k, strength, guidance)
+        if m == "still":
+            moved_still += moved
+            print(f"  {prompt!r:>48}: moved {moved:.3f}")
+            continue
+        moved_other += moved
+        total += 1
+        nearest = [names[i] for i in (refs - z).flatten(1).norm(dim=1).argsort()]
+        cos = directions @ (z - z0).flatten() / (z - z0).norm()
+        by_cos = [names[i] for i in cos.argsort(descending=True)]
+        near_hits += nearest[0] == m
+        cos_hits += by_cos[0] == m
+        print(f"  {prompt!r:>48}: nearest {nearest[0]:>11} (own rank {nearest.index(m) + 1}), "
+              f"direction {by_cos[0]:>11} (own rank {by_cos.index(m) + 1}), moved {moved:.3f}")
     print(f"{args.kind} seed {args.seed}, {args.noise} noise, strength {strength} guidance {guidance}: "
           f"nearest clip right {near_hits}/{total}, "
           f"direction right {cos_hits}/{total}; moved still {moved_still / args.paraphrases:.3f} "
