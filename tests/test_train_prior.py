@@ -8,6 +8,7 @@ import torch
 
 from animus3d_worker.motion_data import MOTION_LABELS, all_descriptions, mirror_caption
 from animus3d_worker.priors import load_prior
+from animus3d_worker.priors.packing import PACKED_FILE
 from animus3d_worker.train_prior import PriorTrainer, TrainPriorError, motion_loss_weights, small_test_config
 
 
@@ -164,3 +165,21 @@ def test_mirrored_samples_are_flipped_clips_with_mirrored_captions(trained, tmp_
     assert not torch.allclose(latents, resumed.encode_clips(resumed._frames(index)), atol=1e-3)
     with pytest.raises(TrainPriorError, match="mirror_probability must be in"):
         PriorTrainer(tmp_path / "run8", small_test_config(), tuning={"mirror_probability": 1.5})
+
+
+def test_an_export_over_the_limit_is_stored_in_8_bits_and_still_loads_and_resumes(trained, tmp_path):
+    _, trainer, _, _ = trained
+    plain = trainer.export(tmp_path / "fp16")
+    fp16_size = sum(p.stat().st_size for p in plain.rglob("*") if p.is_file())
+    assert json.loads((plain / "animus3d_prior.json").read_text())["weights"] == "float16"
+    packed = trainer.export(tmp_path / "int8", limit_bytes=fp16_size - 1)
+    assert json.loads((packed / "animus3d_prior.json").read_text())["weights"] == "int8"
+    assert (packed / "unet" / PACKED_FILE).is_file()
+    assert sum(p.stat().st_size for p in packed.rglob("*") if p.is_file()) < fp16_size
+    prior = load_prior(str(packed))
+    assert prior.native_resolution == trainer.cfg.resolution
+    resumed = PriorTrainer(tmp_path / "run9", resume=packed)
+    assert resumed.state.step == trainer.state.step
+    with pytest.raises(TrainPriorError, match="even with 8-bit weights"):
+        trainer.export(tmp_path / "too-big", limit_bytes=1000)
+    assert not (tmp_path / "too-big").exists() and not (tmp_path / "too-big.tmp").exists()

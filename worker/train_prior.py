@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from .motion_data import (DEFAULT_AMPLITUDE_RANGE, ORBIT_ELEVATION_DEG, MotionDataError, check_amplitude_range,
                           clip_specs, make_object, mirror_caption, motion_animation, render_clip)
+from .priors.packing import PackingError, unpacked_folder
 from .priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
 
 log = logging.getLogger("animus3d.train_prior")
@@ -208,7 +209,7 @@ TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "
 
 def read_resumable_state(folder: Path) -> dict | None:
     """``{"config", "state"}`` of a checkpoint (``state.json``) or of an exported prior (its
-    ``animus3d_prior.json``: weights in fp16, no optimizer, no loss history); None if neither."""
+    ``animus3d_prior.json``: weights in fp16 or 8 bits, no optimizer, no loss history); None if neither."""
     if (folder / "state.json").is_file():
         return json.loads((folder / "state.json").read_text())
     if (folder / EXPORT_MARKER).is_file():
@@ -292,7 +293,11 @@ class PriorTrainer:
         from diffusers import AutoencoderKL, UNet3DConditionModel
         from transformers import CLIPTextModel
 
-        # An export is fp16: training continues in float32 (the master weights of a new run).
+        # An export is fp16 (or 8-bit, restored here): training continues in float32.
+        try:
+            ckpt = unpacked_folder(ckpt, self.run_dir / "unpacked")
+        except PackingError as exc:
+            raise TrainPriorError(f"cannot resume from {ckpt}: {exc}") from None
         self.models = {
             "unet": UNet3DConditionModel.from_pretrained(str(ckpt / "unet")).float(),
             "vae": AutoencoderKL.from_pretrained(str(ckpt / "vae")).float(),
@@ -469,9 +474,14 @@ class PriorTrainer:
         return self.state
 
     # -- export ------------------------------------------------------------------------------------
-    def export(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-        """Writes the diffusers folder (fp16 weights) the prior loader reads; ≤ 15 MB or TrainPriorError."""
+    def export(self, folder: str | Path, dtype: torch.dtype = torch.float16,
+               limit_bytes: int = EXPORT_LIMIT_BYTES) -> Path:
+        """Writes the diffusers folder the prior loader reads, in fp16; when that is over
+        ``limit_bytes`` the weights are stored in 8 bits (``priors.packing``; the loader restores
+        them). Still over the limit: TrainPriorError, and nothing is written."""
         import diffusers
+
+        from .priors.packing import PACKABLE, pack_component
 
         folder = Path(folder)
         staging = folder.with_name(folder.name + ".tmp")
@@ -489,14 +499,29 @@ class PriorTrainer:
             "vae": ["diffusers", "AutoencoderKL"],
         }
         (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-        (staging / EXPORT_MARKER).write_text(json.dumps({
-            "trained_on": "animus3d synthetic motion clips", "config": self.cfg.to_json(),
-            "phase": self.state.phase, "step": self.state.step, "seconds": round(self.state.total_seconds, 1),
-            "resolution": self.cfg.resolution, "frames": self.cfg.frames}, indent=2) + "\n")
-        size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
-        if size > EXPORT_LIMIT_BYTES:
+
+        def size() -> int:
+            return sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+
+        def write_marker(weights: str) -> None:
+            (staging / EXPORT_MARKER).write_text(json.dumps({
+                "trained_on": "animus3d synthetic motion clips", "config": self.cfg.to_json(),
+                "phase": self.state.phase, "step": self.state.step, "seconds": round(self.state.total_seconds, 1),
+                "resolution": self.cfg.resolution, "frames": self.cfg.frames, "weights": weights}, indent=2) + "\n")
+
+        write_marker(str(dtype).removeprefix("torch."))
+        if size() > limit_bytes:
+            plain_size = size()
+            for component in PACKABLE:
+                pack_component(staging / component)
+            write_marker("int8")
+            log.info("export is %.1f MiB in %s; weights stored in 8 bits: %.1f MiB", plain_size / 2**20,
+                     str(dtype).removeprefix("torch."), size() / 2**20)
+        total = size()
+        if total > limit_bytes:
             shutil.rmtree(staging, ignore_errors=True)
-            raise TrainPriorError(f"export is {size / 2**20:.1f} MiB, over the 15 MiB limit: shrink the model")
+            raise TrainPriorError(f"export is {total / 2**20:.1f} MiB even with 8-bit weights, over the "
+                                  f"{limit_bytes / 2**20:.1f} MiB limit: shrink the model")
         shutil.rmtree(folder, ignore_errors=True)
         staging.replace(folder)
         return folder

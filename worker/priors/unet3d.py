@@ -3,7 +3,8 @@
 A diffusers folder (or hub repository) holds ``model_index.json`` and the subfolders ``unet/``
 (UNet3DConditionModel), ``vae/`` (AutoencoderKL), ``text_encoder/`` (CLIPTextModel), ``tokenizer/``
 (CLIPTokenizer) and ``scheduler/`` (DDIM). The tiny test prior is saved in the same layout and loads
-through this very code.
+through this very code; a trained prior whose weights are stored in 8 bits (``packing``) is first
+restored to this layout in the cache.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 import torch
 
 from .base import PriorLoadError, VideoPrior
+from .packing import PackingError, unpacked_folder
+from .tiny import cache_root
 
 log = logging.getLogger("animus3d.priors")
 
@@ -112,7 +115,11 @@ def load_unet3d_prior(source: str | Path, *, name: str | None = None, device: to
         local = path.is_dir()
     if local:
         check_folder(path)
-        source = str(path.resolve())
+        name = name or str(path.resolve())
+        try:  # 8-bit packed weights (a trained prior's export) are restored once into the cache
+            source = str(unpacked_folder(path.resolve(), cache_root() / "priors").resolve())
+        except (PackingError, OSError) as exc:
+            raise PriorLoadError(f"cannot unpack the 8-bit weights of prior folder {path}: {exc}") from None
     else:
         source = str(source)
     name = name or source
