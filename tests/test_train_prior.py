@@ -183,3 +183,11 @@ def test_an_export_over_the_limit_is_stored_in_8_bits_and_still_loads_and_resume
     with pytest.raises(TrainPriorError, match="even with 8-bit weights"):
         trainer.export(tmp_path / "too-big", limit_bytes=1000)
     assert not (tmp_path / "too-big").exists() and not (tmp_path / "too-big.tmp").exists()
+
+
+def test_model_widths_that_cannot_be_built_are_refused_before_any_work(tmp_path):
+    with pytest.raises(TrainPriorError, match="multiple of 32"):
+        PriorTrainer(tmp_path / "run", small_test_config(unet_channels=(72, 144, 144)))
+    with pytest.raises(TrainPriorError, match="vae_channels"):
+        PriorTrainer(tmp_path / "run", small_test_config(vae_channels=(16,)))
+    assert not (tmp_path / "run" / "tokenizer").exists()

@@ -163,6 +163,25 @@ def build_tokenizer(folder: Path):
     return tokenizer
 
 
+def norm_groups(channels: tuple[int, ...]) -> int:
+    """GroupNorm groups of a UNet/VAE with these block widths (every width must be a multiple)."""
+    return min(32, min(channels) // 2)
+
+
+def check_model_sizes(cfg: TrainConfig) -> None:
+    """Raises TrainPriorError for block widths the models cannot be built with (before any work)."""
+    for field_name in ("unet_channels", "vae_channels"):
+        channels = tuple(getattr(cfg, field_name))
+        if len(channels) < 2 or any(not isinstance(c, int) or c < 2 for c in channels):
+            raise TrainPriorError(f"{field_name} must be at least two positive even widths, got {list(channels)}")
+        groups = norm_groups(channels)
+        if any(c % groups for c in channels):
+            raise TrainPriorError(f"{field_name} {list(channels)}: every width must be a multiple of {groups} "
+                                  f"(the group-norm groups, min(32, smallest width / 2))")
+    if cfg.text_hidden % 4:
+        raise TrainPriorError(f"text_hidden must be a multiple of 4 (attention heads), got {cfg.text_hidden}")
+
+
 def build_models(cfg: TrainConfig, tokenizer) -> dict:
     """Fresh UNet3D, VAE and CLIP text encoder of ``cfg``'s sizes (seeded by ``cfg.seed``)."""
     from diffusers import AutoencoderKL, UNet3DConditionModel
@@ -176,12 +195,12 @@ def build_models(cfg: TrainConfig, tokenizer) -> dict:
             down_block_types=("CrossAttnDownBlock3D",) * (n - 1) + ("DownBlock3D",),
             up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (n - 1),
             block_out_channels=tuple(cfg.unet_channels), layers_per_block=1,
-            norm_num_groups=min(32, min(cfg.unet_channels) // 2),
+            norm_num_groups=norm_groups(cfg.unet_channels),
             cross_attention_dim=cfg.text_hidden, attention_head_dim=cfg.unet_heads,
         )
         vae = AutoencoderKL(
             in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-            norm_num_groups=min(32, min(cfg.vae_channels) // 2),
+            norm_num_groups=norm_groups(cfg.vae_channels),
             down_block_types=("DownEncoderBlock2D",) * len(cfg.vae_channels),
             up_block_types=("UpDecoderBlock2D",) * len(cfg.vae_channels),
             block_out_channels=tuple(cfg.vae_channels), sample_size=cfg.resolution,
@@ -264,6 +283,7 @@ class PriorTrainer:
             check_amplitude_range(self.cfg.amplitude_range)
         except MotionDataError as exc:
             raise TrainPriorError(f"amplitude_min {self.cfg.amplitude_min}: {exc}") from None
+        check_model_sizes(self.cfg)
         if not self.cfg.motion_weight >= 0:
             raise TrainPriorError(f"motion_weight must be 0 or more, got {self.cfg.motion_weight}")
         if not 0 <= self.cfg.mirror_probability <= 1:
