@@ -59,6 +59,11 @@ def test_unpacking_happens_once_per_content(folders, tmp_path):
     assert unpacked_folder(packed, tmp_path) == first
     assert (first / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == stamp
     assert not list((first / "unet").glob(PACKED_FILE))
+    edited = tmp_path / "edited"
+    shutil.copytree(packed, edited)
+    (edited / "scheduler" / "scheduler_config.json").write_text(
+        (edited / "scheduler" / "scheduler_config.json").read_text().replace("0.012", "0.0121"))
+    assert unpacked_folder(edited, tmp_path) != first  # another config: another copy, never a stale one
 
 
 def test_damaged_packed_weights_are_a_clear_load_error(folders, tmp_path):

@@ -7,7 +7,7 @@ quantisation, error at most half a step per value), the rest unchanged. The name
 weights file travels in the file's metadata.
 
 Nothing downstream reads the packed form: ``unpacked_folder`` restores a plain fp16 diffusers folder
-once into the cache (keyed by the packed files' contents) and the prior loads from there through the
+once into the cache (keyed by the folder's contents) and the prior loads from there through the
 same code as any ModelScope or ZeroScope checkpoint.
 """
 
@@ -116,10 +116,10 @@ def unpacked_folder(folder: str | Path, cache: str | Path) -> Path:
     packed = packed_components(folder)
     if not packed:
         return folder
-    digest = hashlib.sha256()
-    for component in packed:
-        digest.update(component.encode())
-        digest.update((folder / component / PACKED_FILE).read_bytes())
+    digest = hashlib.sha256()  # over every file, so an edited config is a new copy too
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        digest.update(path.read_bytes())
     final = Path(cache) / "unpacked-priors" / digest.hexdigest()[:20]
     if (final / "model_index.json").is_file():
         return final
