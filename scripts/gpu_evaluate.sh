@@ -5,8 +5,9 @@
 #
 # SHARDS=1 on one GPU: several processes time-share it (no MPS) and finished nothing where one process
 # does a `standard` case in 44-50 s with gsplat (83-107 s with the pure-torch renderer, BUILD_GSPLAT=0)
-# (H200, 2026-12-02, docs/evaluation.md): the 36-case suite is ~30 min; over several device calls run
-# `python3 -m animus3d_worker.cli evaluate --shard I/4 --out $OUT/eval-I ...` directly, one I per call
+# (H200, 2026-12-02, docs/evaluation.md): the 36-case suite is ~29 min of cases (~40 min with
+# start-ups and builds); over several device calls run
+# `python3 -m animus3d_worker.cli evaluate --shard I/5 --out $OUT/eval-I ...` directly, one I per call
 # (after `source scripts/device_setup.sh`), and merge the results.json files with scripts/merge_eval.py.
 # Shards in one call pay off across GPUs (CUDA_VISIBLE_DEVICES per shard, not done here) or under MPS
 # (untested).
