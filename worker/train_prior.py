@@ -168,18 +168,26 @@ def norm_groups(channels: tuple[int, ...]) -> int:
     return min(32, min(channels) // 2)
 
 
-def check_model_sizes(cfg: TrainConfig) -> None:
-    """Raises TrainPriorError for block widths the models cannot be built with (before any work)."""
+def check_config(cfg: TrainConfig) -> None:
+    """Raises TrainPriorError for a configuration that cannot train (before any work is done)."""
+    try:
+        check_amplitude_range(cfg.amplitude_range)
+    except MotionDataError as exc:
+        raise TrainPriorError(f"amplitude_min {cfg.amplitude_min}: {exc}") from None
     for field_name in ("unet_channels", "vae_channels"):
         channels = tuple(getattr(cfg, field_name))
         if len(channels) < 2 or any(not isinstance(c, int) or c < 2 for c in channels):
-            raise TrainPriorError(f"{field_name} must be at least two positive even widths, got {list(channels)}")
+            raise TrainPriorError(f"{field_name} must be at least two widths of 2 or more, got {list(channels)}")
         groups = norm_groups(channels)
         if any(c % groups for c in channels):
             raise TrainPriorError(f"{field_name} {list(channels)}: every width must be a multiple of {groups} "
                                   f"(the group-norm groups, min(32, smallest width / 2))")
     if cfg.text_hidden % 4:
         raise TrainPriorError(f"text_hidden must be a multiple of 4 (attention heads), got {cfg.text_hidden}")
+    if not cfg.motion_weight >= 0:
+        raise TrainPriorError(f"motion_weight must be 0 or more, got {cfg.motion_weight}")
+    if not 0 <= cfg.mirror_probability <= 1:
+        raise TrainPriorError(f"mirror_probability must be in [0, 1], got {cfg.mirror_probability}")
 
 
 def build_models(cfg: TrainConfig, tokenizer) -> dict:
@@ -279,15 +287,7 @@ class PriorTrainer:
         if bad:
             raise TrainPriorError(f"cannot change {', '.join(bad)} of a run; only {', '.join(TUNABLE_ON_RESUME)}")
         self.cfg = replace(cfg or TrainConfig(), **(tuning or {}))
-        try:  # before minutes of model building and dataset rendering
-            check_amplitude_range(self.cfg.amplitude_range)
-        except MotionDataError as exc:
-            raise TrainPriorError(f"amplitude_min {self.cfg.amplitude_min}: {exc}") from None
-        check_model_sizes(self.cfg)
-        if not self.cfg.motion_weight >= 0:
-            raise TrainPriorError(f"motion_weight must be 0 or more, got {self.cfg.motion_weight}")
-        if not 0 <= self.cfg.mirror_probability <= 1:
-            raise TrainPriorError(f"mirror_probability must be in [0, 1], got {self.cfg.mirror_probability}")
+        check_config(self.cfg)  # before minutes of model building and dataset rendering
         self.tokenizer = build_tokenizer(self.run_dir / "tokenizer")
         self.scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
@@ -304,8 +304,7 @@ class PriorTrainer:
                 self.optimizer.load_state_dict(opt["state"])
         self.generator = torch.Generator(device="cpu").manual_seed(self.cfg.seed + 1000 * self.state.step + 1)
         self.clips: torch.Tensor | None = None
-        self.latents: torch.Tensor | None = None
-        self.mirrored_latents: torch.Tensor | None = None
+        self.latents: dict[bool, torch.Tensor] = {}  # mirrored? -> latents of every clip (diffusion phase)
         self.captions: list[str] = []
 
     # -- checkpoint ------------------------------------------------------------------------------
@@ -364,18 +363,13 @@ class PriorTrainer:
     def _dataset_latents(self, mirrored: bool = False) -> torch.Tensor:
         """Latents of every clip (``mirrored``: of its left-right flipped frames) under the frozen VAE,
         computed once per call of the diffusion phase."""
-        cache = self.mirrored_latents if mirrored else self.latents
-        if cache is None:
+        if mirrored not in self.latents:
             count, chunks = len(self.captions), []
             for start in range(0, count, 32):
                 frames = self._frames(torch.arange(start, min(start + 32, count)))
                 chunks.append(self.encode_clips(frames.flip(-1) if mirrored else frames))
-            cache = torch.cat(chunks)
-            if mirrored:
-                self.mirrored_latents = cache
-            else:
-                self.latents = cache
-        return cache
+            self.latents[mirrored] = torch.cat(chunks)
+        return self.latents[mirrored]
 
     def diffusion_batch(self, index: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
         """Latents ``[B, 4, T, h, w]`` and captions of clips ``index``, each flipped left-right (and its
@@ -431,7 +425,7 @@ class PriorTrainer:
         vae.register_to_config(scaling_factor=float(1.0 / sample.std().clamp_min(1e-3)))
         log.info("vae scaling factor %.4f", vae.config.scaling_factor)
         self.state.phase, self.state.step = "diffusion", 0
-        self.latents = self.mirrored_latents = None
+        self.latents = {}
         self.optimizer = self._make_optimizer()
 
     def _encode_text(self, captions: list[str]) -> torch.Tensor:
@@ -529,14 +523,15 @@ class PriorTrainer:
                 "phase": self.state.phase, "step": self.state.step, "seconds": round(self.state.total_seconds, 1),
                 "resolution": self.cfg.resolution, "frames": self.cfg.frames, "weights": weights}, indent=2) + "\n")
 
-        write_marker(str(dtype).removeprefix("torch."))
-        if size() > limit_bytes:
-            plain_size = size()
+        plain_weights = str(dtype).removeprefix("torch.")
+        write_marker(plain_weights)
+        plain_size = size()
+        if plain_size > limit_bytes:
             for component in PACKABLE:
                 pack_component(staging / component)
             write_marker("int8")
             log.info("export is %.1f MiB in %s; weights stored in 8 bits: %.1f MiB", plain_size / 2**20,
-                     str(dtype).removeprefix("torch."), size() / 2**20)
+                     plain_weights, size() / 2**20)
         total = size()
         if total > limit_bytes:
             shutil.rmtree(staging, ignore_errors=True)
