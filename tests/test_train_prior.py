@@ -191,3 +191,18 @@ def test_model_widths_that_cannot_be_built_are_refused_before_any_work(tmp_path)
     with pytest.raises(TrainPriorError, match="vae_channels"):
         PriorTrainer(tmp_path / "run", small_test_config(vae_channels=(16,)))
     assert not (tmp_path / "run" / "tokenizer").exists()
+
+
+def test_an_export_records_each_call_with_its_settings(trained, tmp_path):
+    _, trainer, _, _ = trained
+    first = trainer.state.history[0]
+    assert first["from"] == ["vae", 0] and first["to"] == ["diffusion", 1] and first["lr"] == trainer.cfg.lr
+    folder = trainer.export(tmp_path / "prior")
+    resumed = PriorTrainer(tmp_path / "run9", resume=folder, tuning={"lr": 1e-3, "mirror_probability": 0.5})
+    resumed.train(max_steps=1)
+    marker = json.loads((resumed.export(tmp_path / "prior2") / "animus3d_prior.json").read_text())
+    *earlier, last = marker["history"]
+    assert earlier == json.loads(json.dumps(trainer.state.history))  # carried over from the first export
+    assert last["from"] == [trainer.state.phase, trainer.state.step]
+    assert last["to"] == [trainer.state.phase, trainer.state.step + 1]
+    assert (last["lr"], last["mirror_probability"], last["device"]) == (1e-3, 0.5, "cpu") and last["seconds"] > 0

@@ -8,8 +8,10 @@ A run directory holds:
 
 - ``dataset.pt``: the pre-rendered clips (uint8 [M, T, 3, H, W]) and their captions, rendered once;
 - ``checkpoint/``: ``unet/``, ``vae/``, ``text_encoder/`` (safetensors via ``save_pretrained``),
-  ``optimizer.pt`` and ``state.json`` (phase, step, losses), rewritten every ``checkpoint_minutes``;
-- ``export/``: the fp16 diffusers folder (the ``worker/assets/prior/`` layout).
+  ``optimizer.pt`` and ``state.json`` (phase, step, losses, and the history: one entry per call with
+  the steps it covered and the settings it used), rewritten every ``checkpoint_minutes``;
+- ``export/``: the fp16 diffusers folder (the ``worker/assets/prior/`` layout); its
+  ``animus3d_prior.json`` carries the configuration, step and history.
 
 Training has two phases: the VAE learns to reconstruct frames (``vae_steps``), then it is frozen,
 its latent scale measured, and the UNet and text encoder learn ε-prediction with the text dropped
@@ -232,6 +234,8 @@ def count_parameters(models: dict) -> int:
 # the cached dataset, so a run can be fine-tuned on small motions without redoing the VAE phase).
 TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min", "motion_weight",
                      "mirror_probability")
+# The settings each call's entry in the training history records (what may differ between calls).
+HISTORY_SETTINGS = tuple(name for name in TUNABLE_ON_RESUME if name != "checkpoint_minutes")
 
 
 def read_resumable_state(folder: Path) -> dict | None:
@@ -244,7 +248,8 @@ def read_resumable_state(folder: Path) -> dict | None:
         if "config" not in info or info.get("phase") not in ("vae", "diffusion"):
             raise TrainPriorError(f"{folder / EXPORT_MARKER} does not describe a training run")
         return {"config": info["config"], "state": {"phase": info["phase"], "step": int(info.get("step", 0)),
-                                                    "total_seconds": float(info.get("seconds", 0.0))}}
+                                                    "total_seconds": float(info.get("seconds", 0.0)),
+                                                    "history": list(info.get("history", []))}}
     return None
 
 
@@ -255,9 +260,11 @@ class TrainState:
     step: int = 0  # optimisation steps in the current phase
     total_seconds: float = 0.0
     losses: list = None  # (phase, step, loss) every few steps
+    history: list = None  # one entry per train() call: steps covered, seconds, settings (HISTORY_SETTINGS)
 
     def __post_init__(self) -> None:
         self.losses = self.losses or []
+        self.history = self.history or []
 
 
 class PriorTrainer:
@@ -468,6 +475,7 @@ class PriorTrainer:
         deadline = start + minutes * 60 if minutes else math.inf
         last_ckpt = start
         done = 0
+        segment = self._open_history_entry()
         while time.perf_counter() < deadline and (max_steps is None or done < max_steps):
             if diffusion_steps is not None and self.state.phase == "diffusion" and self.state.step >= diffusion_steps:
                 break
@@ -482,10 +490,25 @@ class PriorTrainer:
             if time.perf_counter() - last_ckpt > self.cfg.checkpoint_minutes * 60:
                 self.state.total_seconds += time.perf_counter() - last_ckpt
                 last_ckpt = time.perf_counter()
+                self._update_history_entry(segment, time.perf_counter() - start)
                 self.save_checkpoint()
         self.state.total_seconds += time.perf_counter() - last_ckpt
+        self._update_history_entry(segment, time.perf_counter() - start)
         self.save_checkpoint()
         return self.state
+
+    def _open_history_entry(self) -> dict:
+        """This call's entry in ``state.history`` (kept in every checkpoint and export), so a prior
+        says how it was trained when its settings changed between calls."""
+        entry = {"from": [self.state.phase, self.state.step], "to": [self.state.phase, self.state.step],
+                 "seconds": 0.0, "device": self.device.type,
+                 **{name: getattr(self.cfg, name) for name in HISTORY_SETTINGS}}
+        self.state.history.append(entry)
+        return entry
+
+    def _update_history_entry(self, entry: dict, seconds: float) -> None:
+        entry["to"] = [self.state.phase, self.state.step]
+        entry["seconds"] = round(seconds, 1)
 
     # -- export ------------------------------------------------------------------------------------
     def export(self, folder: str | Path, dtype: torch.dtype = torch.float16,
@@ -521,7 +544,8 @@ class PriorTrainer:
             (staging / EXPORT_MARKER).write_text(json.dumps({
                 "trained_on": "animus3d synthetic motion clips", "config": self.cfg.to_json(),
                 "phase": self.state.phase, "step": self.state.step, "seconds": round(self.state.total_seconds, 1),
-                "resolution": self.cfg.resolution, "frames": self.cfg.frames, "weights": weights}, indent=2) + "\n")
+                "resolution": self.cfg.resolution, "frames": self.cfg.frames, "weights": weights,
+                "history": self.state.history}, indent=2) + "\n")
 
         plain_weights = str(dtype).removeprefix("torch.")
         write_marker(plain_weights)
