@@ -9,7 +9,8 @@
 #   after restoring it locally with:  mkdir -p out/prior && cat FILES_AT/checkpoint.tar.part-* | tar -x -C out/prior
 #   (the dataset is re-rendered on a fresh machine, ~1-2 min; it stays cached while the machine is warm).
 #   Carry it on every follow-up call: a machine reported warm at the end of one call is released after
-#   ~30 s idle, and without a checkpoint the script silently starts again from FROM (seen 2026-12-02).
+#   ~30 s idle, and without a checkpoint the script starts again from FROM, saying only "continuing the exported
+#   prior" (seen 2026-12-02).
 # - --batch-size 128 --lr 4e-4 on an H200: 166 steps/min, 2.3x the clips a minute of batch 32.
 # - Without a checkpoint, FROM (e.g. worker/assets/prior, the committed export) continues that run
 #   in float32 with a fresh AdamW: the checkpoint is not needed to keep training the shipped prior.
