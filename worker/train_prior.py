@@ -476,6 +476,15 @@ class PriorTrainer:
         last_ckpt = start
         done = 0
         segment = self._open_history_entry()
+
+        def checkpoint() -> None:  # the clock, this call's history entry, then the files
+            nonlocal last_ckpt
+            now = time.perf_counter()
+            self.state.total_seconds += now - last_ckpt
+            last_ckpt = now
+            segment["to"], segment["seconds"] = [self.state.phase, self.state.step], round(now - start, 1)
+            self.save_checkpoint()
+
         while time.perf_counter() < deadline and (max_steps is None or done < max_steps):
             if diffusion_steps is not None and self.state.phase == "diffusion" and self.state.step >= diffusion_steps:
                 break
@@ -488,13 +497,8 @@ class PriorTrainer:
                 self.state.losses.append((self.state.phase, self.state.step, round(loss, 5)))
                 log.info("%s step %d loss %.4f", self.state.phase, self.state.step, loss)
             if time.perf_counter() - last_ckpt > self.cfg.checkpoint_minutes * 60:
-                self.state.total_seconds += time.perf_counter() - last_ckpt
-                last_ckpt = time.perf_counter()
-                self._update_history_entry(segment, time.perf_counter() - start)
-                self.save_checkpoint()
-        self.state.total_seconds += time.perf_counter() - last_ckpt
-        self._update_history_entry(segment, time.perf_counter() - start)
-        self.save_checkpoint()
+                checkpoint()
+        checkpoint()
         return self.state
 
     def _open_history_entry(self) -> dict:
@@ -505,11 +509,6 @@ class PriorTrainer:
                  **{name: getattr(self.cfg, name) for name in HISTORY_SETTINGS}}
         self.state.history.append(entry)
         return entry
-
-    def _update_history_entry(self, entry: dict, seconds: float) -> None:
-        entry["to"] = [self.state.phase, self.state.step]
-        entry["seconds"] = round(seconds, 1)
-
     # -- export ------------------------------------------------------------------------------------
     def export(self, folder: str | Path, dtype: torch.dtype = torch.float16,
                limit_bytes: int = EXPORT_LIMIT_BYTES) -> Path:
