@@ -66,6 +66,10 @@ class JobSettings:
     tv_weight: float = 1.0
     field_resolution: int = 32  # coarsest spatial plane resolution of the HexPlane
     field_levels: int = 2  # spatial multi-resolution levels (each doubles)
+    # A whole-object similarity per frame (rotation, translation, scale about the base) composed with
+    # the local field, so a spin or a jump is a few numbers rather than thousands of deltas.
+    global_motion: bool = False
+    global_lr: float = 1e-2  # its learning rate (radians / bbox diagonals / log-scale per step)
     # Stage 3: refinement
     refine_steps: int = 200  # 0 skips refinement
     refine_frame_multiplier: int = 2  # temporal upsampling factor, 1..4
@@ -183,6 +187,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "tv_weight": (0.0, 1e6),
     "field_resolution": (2, 512),
     "field_levels": (1, 6),
+    "global_lr": (0.0, 1.0),
     "refine_steps": (0, 100_000),
     "refine_frame_multiplier": (1, 4),
     "refine_strength": (0.01, 0.99),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .global_motion import GlobalMotion
 from .hexplane import HexPlane
 from .quaternion import MotionInputError, quat_from_axis_angle, quat_multiply, quat_normalise
 
@@ -60,6 +61,8 @@ class MotionField(nn.Module):
         hidden_dim: width of the MLP trunk.
         position_scale: world length of one unit of the position head; default the bbox diagonal,
             so the same weights mean the same relative motion whatever the asset's size.
+        global_motion: add a whole-object similarity per time (:class:`GlobalMotion`, about the
+            bbox's bottom centre) after the local deltas; ``self.global_motion`` is None without it.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class MotionField(nn.Module):
         feature_dim: int = 16,
         hidden_dim: int = 64,
         position_scale: float | None = None,
+        global_motion: bool = False,
     ) -> None:
         super().__init__()
         low, high = _as_vec3("bbox_min", bbox_min), _as_vec3("bbox_max", bbox_max)
@@ -105,6 +109,12 @@ class MotionField(nn.Module):
         # No biases: a constant would cancel in the difference to t = 0 anyway.
         for head in (self.position_head, self.rotation_head, self.scale_head):
             nn.init.zeros_(head.weight)
+        base = torch.stack(((low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2])).float()
+        self.global_motion = GlobalMotion(base, time_resolution) if global_motion else None
+
+    def local_parameters(self):
+        """The HexPlane's and the MLP's parameters (everything but the global motion's)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("global_motion.")]
 
     def normalise_positions(self, means: torch.Tensor) -> torch.Tensor:
         """World positions → the HexPlane's [-1, 1] cube (the padded bbox)."""
@@ -136,9 +146,14 @@ class MotionField(nn.Module):
         raw_pos, raw_rot, raw_scale = (head(hidden) for head in (self.position_head, self.rotation_head, self.scale_head))
 
         at_zero = (times == 0).view(num_times, 1, 1)
-        dpos = torch.where(at_zero, 0.0, (raw_pos[1:] - raw_pos[:1]) * self.position_scale)
-        dlogscale = torch.where(at_zero, 0.0, raw_scale[1:] - raw_scale[:1])
+        dpos = (raw_pos[1:] - raw_pos[:1]) * self.position_scale
+        dlogscale = raw_scale[1:] - raw_scale[:1]
         dquat = quat_from_axis_angle(raw_rot[1:] - raw_rot[:1])
+        if self.global_motion is not None:
+            dpos, dquat, dlogscale = self.global_motion.compose(means.to(dpos.dtype), dpos, dquat, dlogscale, times,
+                                                                self.position_scale)
+        dpos = torch.where(at_zero, 0.0, dpos)
+        dlogscale = torch.where(at_zero, 0.0, dlogscale)
         identity = torch.zeros(4, device=dquat.device, dtype=dquat.dtype)
         identity[0] = 1.0  # built on the device: a host tensor here would sync every step
         dquat = torch.where(at_zero, identity, dquat)

@@ -81,9 +81,17 @@ class MotionProblem:
     def build(cls, splat: SplatTensors, cameras: Cameras, settings: JobSettings) -> "MotionProblem":
         lo, hi = splat.bbox
         motion_field = MotionField(lo, hi, resolution=settings.field_resolution, levels=settings.field_levels,
-                                   time_resolution=max(4, settings.frames)).to(splat.means.device)
+                                   time_resolution=max(4, settings.frames),
+                                   global_motion=settings.global_motion).to(splat.means.device)
         graph = knn_graph(splat.means, k=min(settings.arap_neighbours, max(1, splat.count - 1)))
         return cls(splat, cameras, motion_field, graph, settings.frames)
+
+    def optimiser(self, lr: float, global_lr: float) -> torch.optim.Optimizer:
+        """Adam over the field: the local field at ``lr``, the global motion (if any) at ``global_lr``."""
+        groups = [{"params": self.field.local_parameters(), "lr": lr}]
+        if self.field.global_motion is not None:
+            groups.append({"params": list(self.field.global_motion.parameters()), "lr": global_lr})
+        return torch.optim.Adam(groups, lr=lr)
 
     def deform(self, frames: int):
         times = torch.linspace(0.0, 1.0, frames, device=self.splat.means.device)
@@ -218,7 +226,7 @@ def optimise_motion(prior, problem: MotionProblem, cond: Conditioning, settings:
 
     ``static_model``: optional LoRA-merged copy of ``prior`` for ε_static and the inversion."""
     use_lora = settings.static_prior == "lora" and settings.score_mode == "msd"
-    optimiser = torch.optim.Adam(problem.field.parameters(), lr=settings.msd_lr)
+    optimiser = problem.optimiser(settings.msd_lr, settings.global_lr)
     outcome = MsdOutcome()
     total = settings.msd_steps
     log_every = max(1, total // 200)

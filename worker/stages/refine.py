@@ -44,7 +44,8 @@ def sdedit_target(prior, latents: torch.Tensor, text: torch.Tensor, negative: to
 def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
                   generator: torch.Generator, on_step=None) -> RefineOutcome:
     frames = problem.frames * settings.refine_frame_multiplier
-    optimiser = torch.optim.Adam(problem.field.parameters(), lr=settings.refine_lr)
+    # the global motion keeps its ratio to the local field's rate
+    optimiser = problem.optimiser(settings.refine_lr, settings.global_lr * settings.refine_lr / settings.msd_lr)
     outcome = RefineOutcome(frames=frames)
     total = settings.refine_steps
     target = None
