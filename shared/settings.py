@@ -42,6 +42,14 @@ class JobSettings:
     lora_rank: int = 16
     lora_alpha: float = 16.0
     lora_lr: float = 1e-4
+    # Stage 2a (optional, before MSD): the prior draws a guide clip from the still front render (DDIM
+    # inversion to `guide_strength`, then sampling under the motion prompt) and the field is fitted to
+    # it for `guide_steps` steps (0 skips the stage: the paper's method).
+    guide_steps: int = 0
+    guide_strength: float = 0.95
+    guide_guidance_scale: float = 15.0
+    guide_denoise_steps: int = 20
+    guide_lr: float = 5e-3
     # Stage 2: Motion Score Distillation
     msd_steps: int = 5000
     msd_lr: float = 1e-3
@@ -174,6 +182,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "lora_rank": (1, 256),
     "lora_alpha": (1e-3, 1e4),
     "lora_lr": (1e-7, 1.0),
+    "guide_steps": (0, 100_000),
+    "guide_strength": (0.01, 0.99),
+    "guide_guidance_scale": (0.0, 100.0),
+    "guide_denoise_steps": (1, 200),
+    "guide_lr": (1e-7, 1.0),
     "msd_steps": (0, 100_000),
     "msd_lr": (1e-7, 1.0),
     "guidance_scale": (0.0, 100.0),

@@ -64,6 +64,17 @@ def test_refinement_raises_the_frame_count(blob, priors, tmp_path):
     assert "refine" in result.timings
 
 
+def test_guide_stage_runs_before_msd_and_reports_its_fit(blob, priors, tmp_path):
+    result, previews, progress = run(blob, priors, tmp_path, refine_steps=0, msd_steps=2, guide_steps=5,
+                                     guide_denoise_steps=2, global_motion=True)
+    stages = [p.stage for p in progress]
+    assert "guide" in stages and stages.index("guide") < stages.index("msd")
+    assert {"guide", "arap", "tv"} <= set(result.loss_history)
+    assert len(result.loss_history["guide"]) == 5 and "guide" in result.timings
+    assert any(stage == "guide" for _, stage, _, _ in previews)
+    np.testing.assert_array_equal(result.animation.delta_position[0], 0.0)
+
+
 def test_same_seed_same_result(blob, priors, tmp_path):
     a, _, _ = run(blob, priors, tmp_path, refine_steps=0)
     b, _, _ = run(blob, priors, tmp_path, refine_steps=0)

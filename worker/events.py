@@ -13,7 +13,7 @@ from typing import Callable
 
 from animus3d_shared.deformation import Animation
 
-STAGES = ("load", "static_prior", "msd", "refine", "export")
+STAGES = ("load", "static_prior", "guide", "msd", "refine", "export")
 
 
 class JobCancelled(Exception):

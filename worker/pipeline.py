@@ -24,6 +24,7 @@ from .models import ModelConfig
 from .priors import load_prior, lora
 from .render import make_cameras
 from .splat_tensors import SplatTensors
+from .stages.guide import guide_motion
 from .stages.msd import Conditioning, MotionProblem, optimise_motion
 from .stages.refine import refine_motion
 from .stages.static_prior import fit_static_prior
@@ -131,6 +132,7 @@ def run_job(
     # Relative cost of one step of each stage (in UNet forwards), for the ETA.
     inv = settings.inversion_steps / settings.inversion_every if settings.noise_mode == "ddim_inversion" else 0.0
     weights = {"static_prior": 1.5 * settings.lora_batch * settings.lora_steps * needs_lora,  # forward + backward
+               "guide": (6.0 * settings.guide_denoise_steps + 0.5 * settings.guide_steps) * (settings.guide_steps > 0),
                "msd": (3.0 + inv) * settings.msd_steps,
                "refine": 2.0 * settings.refine_steps}
     total_work = max(sum(weights.values()), 1.0)
@@ -177,7 +179,7 @@ def run_job(
     done_work["value"] += weights["static_prior"]
     timings["static_prior"] = time.perf_counter() - t0
 
-    # ---- stage 2: MSD -----------------------------------------------------------------------------
+    # ---- stage 2: (a guide clip, then) MSD -------------------------------------------------------
     t0 = time.perf_counter()
     preview_index = None
     if splat.count > settings.preview_max_gaussians:
@@ -188,6 +190,16 @@ def run_job(
         if settings.preview_every and (step == 1 or step % settings.preview_every == 0 or step == total):
             events.preview(field_animation(problem, frames, settings.fps, preview_index), stage, step,
                            None if preview_index is None else preview_index.astype(np.int32))
+
+    guide_losses: dict[str, list[float]] = {}
+    if settings.guide_steps > 0:
+        relay = JobEvents(on_progress=stage_progress("guide", 0.5), cancel_event=events.cancel_event)
+        guided = guide_motion(prior, problem, cond, settings, relay,
+                              on_step=lambda s, n: send_preview(s, n, "guide", settings.frames))
+        guide_losses = guided.losses
+        done_work["value"] += weights["guide"]
+        timings["guide"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
 
     # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from
     # a copy of the UNet with the LoRA merged in (plain layers; +1 UNet of memory).
@@ -228,6 +240,7 @@ def run_job(
     lora.remove_lora(prior.unet)  # the cached prior goes back clean for the next job
     timings["total"] = time.perf_counter() - job_start
     history = {"lora": lora_losses} if lora_losses else {}
+    history.update(guide_losses)
     history.update(msd.losses)
     history.update({f"refine_{k}" if k != "refine" else k: v for k, v in refine_losses.items()})
     final = {k: v[-1] for k, v in history.items() if v}

@@ -1,0 +1,79 @@
+"""Stage 2a: the guide clip drawn by the prior and the fit of the motion field to it (CPU, tiny prior)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from animus3d_shared.samples import make_test_blob
+from animus3d_shared.settings import JobSettings
+from animus3d_worker.events import JobEvents
+from animus3d_worker.pipeline import encode_conditioning
+from animus3d_worker.priors import load_prior
+from animus3d_worker.render import make_cameras
+from animus3d_worker.splat_tensors import SplatTensors
+from animus3d_worker.stages.guide import FRONT_VIEW, draw_guide_clip, fit_to_guide, fitted_window
+from animus3d_worker.stages.msd import MotionProblem
+
+
+@pytest.fixture(scope="module")
+def problem_parts():
+    splat = make_test_blob(seed=3, count=800)
+    tensors = SplatTensors.from_splat(splat, "cpu")
+    lo, hi = tensors.bbox
+    cameras = make_cameras(lo, hi, resolution=32, orbit_views=2, device="cpu")
+    return tensors, cameras
+
+
+def _problem(problem_parts, **overrides) -> tuple[MotionProblem, JobSettings]:
+    settings = JobSettings.from_preset("test", **overrides)
+    tensors, cameras = problem_parts
+    return MotionProblem.build(tensors, cameras, settings), settings
+
+
+def test_the_window_starts_at_two_frames_and_reaches_all_of_them():
+    windows = [fitted_window(step, 100, 16) for step in range(100)]
+    assert windows[0] == 2 and windows[-1] == 16
+    assert all(a <= b for a, b in zip(windows, windows[1:]))
+    assert windows.index(16) <= 60
+
+
+def test_the_guide_is_a_clip_of_the_front_view_drawn_deterministically(problem_parts):
+    problem, settings = _problem(problem_parts, guide_denoise_steps=2)
+    prior = load_prior("tiny", device="cpu")
+    cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
+    first = draw_guide_clip(prior, problem, cond, settings)
+    second = draw_guide_clip(prior, problem, cond, settings)
+    assert first.shape == (settings.frames, 3, settings.resolution, settings.resolution)
+    assert float(first.min()) >= 0.0 and float(first.max()) <= 1.0
+    assert torch.equal(first, second)
+    # the field is left as it was: drawing a guide does not train anything
+    assert all(p.detach().abs().sum().item() == 0.0 for n, p in problem.field.named_parameters() if "head" in n)
+
+
+def test_fitting_moves_the_front_view_towards_the_guide(problem_parts):
+    """A guide made by the field itself (a known sideways motion): the fit must shrink the pixel error."""
+    problem, settings = _problem(problem_parts, guide_steps=60, global_motion=True, arap_weight=1.0, tv_weight=0.1)
+    with torch.no_grad():
+        problem.field.global_motion.translation[:, 0] = torch.linspace(0.0, 0.15, problem.field.global_motion.translation.shape[0])
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        guide = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
+        problem.field.global_motion.translation.zero_()
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        before = float(((problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0] - guide) ** 2).mean())
+    losses = fit_to_guide(problem, guide, settings, JobEvents())
+    with torch.no_grad():
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        after = float(((problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0] - guide) ** 2).mean())
+    assert after < 0.3 * before
+    assert len(losses["guide"]) == 60
+    shift = problem.field.global_motion.translation[-1, 0] - problem.field.global_motion.translation[0, 0]
+    assert float(shift) > 0.05  # it went the guide's way
+
+
+def test_guide_settings_are_validated():
+    with pytest.raises(ValueError):
+        JobSettings.from_preset("standard", guide_strength=1.0)
+    with pytest.raises(ValueError):
+        JobSettings.from_preset("standard", guide_steps=-1)
+    assert JobSettings.from_preset("paper").guide_steps == 0  # the paper's method has no guide

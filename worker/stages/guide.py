@@ -1,0 +1,86 @@
+"""Stage 2a (optional): a guide clip drawn by the prior, and the motion field fitted to it.
+
+MSD follows the prior's one-step score, and a small prior's one-step score at a still render says
+little about which way to move (docs/evaluation.md, "Why MSD does not find the motions the prior
+recognises"). Sampling many steps does say it: the still front render, DDIM-inverted under the static
+prompt to a high noise level and sampled back under the motion prompt with classifier-free guidance
+(SDEdit), comes out as a clip of the object moving. The field is fitted to that clip in pixel space
+from the front view, a few frames more every step (a motion grows out of the rest pose, so each new
+frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
+then continues from the fitted field (``msd_steps=0`` stops at the fit).
+
+Only the guide is drawn without gradients; the fit backpropagates through the renderer alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from animus3d_shared.settings import JobSettings
+
+from ..events import JobEvents
+from .msd import Conditioning, MotionProblem, report_losses, weighted_total
+
+FRONT_VIEW = 0  # make_cameras puts the front camera first
+WINDOW_GROWTH = 0.6  # the fitted window reaches the last frame after this fraction of the steps
+PIXEL_WEIGHT = 100.0  # the squared error of [0, 1] pixels is small next to ARAP/TV
+
+
+@dataclass
+class GuideOutcome:
+    clip: torch.Tensor  # [T, 3, H, W] in [0, 1], the guide the field was fitted to
+    losses: dict[str, list[float]] = field(default_factory=dict)
+
+
+def draw_guide_clip(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings) -> torch.Tensor:
+    """The prior's clip of the still object moving as prompted, from the front view: [T, 3, H, W]."""
+    with torch.no_grad():
+        (_, (means, quats, log_scales)) = problem.deform(problem.frames)
+        still = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))  # the field is still the identity
+        latents = prior.encode_frames(still.to(prior.dtype))
+        t_start = int(round(settings.guide_strength * (prior.num_train_timesteps - 1)))
+        x_t, _ = prior.ddim_invert(latents, cond.static, t_start, settings.guide_denoise_steps, lora=False)
+        texts = torch.cat([cond.motion, cond.negative])
+        sampled = prior.ddim_sample(x_t, texts, t_start, settings.guide_denoise_steps, lora=False,
+                                    guidance_scale=settings.guide_guidance_scale)
+        return prior.decode_latents(sampled).float()[0]
+
+
+def fitted_window(step: int, total: int, frames: int) -> int:
+    """How many leading frames the fit compares at ``step``: 2 at first, all of them from ``WINDOW_GROWTH``."""
+    ramp = max(1, int(total * WINDOW_GROWTH))
+    return min(frames, 2 + (step * frames) // ramp)
+
+
+def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings, events: JobEvents,
+                 on_step=None) -> dict[str, list[float]]:
+    """``settings.guide_steps`` steps pulling the field's front-view clip towards ``guide``."""
+    optimiser = problem.optimiser(settings.guide_lr, settings.global_lr)
+    losses: dict[str, list[float]] = {}
+    total = settings.guide_steps
+    log_every = max(1, total // 100)
+    for step in range(total):
+        events.check_cancelled()
+        window = fitted_window(step, total, problem.frames)
+        deltas, (means, quats, log_scales) = problem.deform(problem.frames)
+        clip = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
+        terms = {"guide": PIXEL_WEIGHT * torch.nn.functional.mse_loss(clip[:window].float(), guide[:window])}
+        terms.update(problem.regularisers(deltas, means, settings, None))
+        loss = weighted_total("guide", terms, settings)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if step % log_every == 0 or step == total - 1:
+            report_losses("guide", step, total, terms, losses, events)
+        if on_step is not None:
+            on_step(step + 1, total)
+    return losses
+
+
+def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
+                 on_step=None) -> GuideOutcome:
+    """Draws the guide clip and fits the field to it."""
+    guide = draw_guide_clip(prior, problem, cond, settings)
+    return GuideOutcome(clip=guide, losses=fit_to_guide(problem, guide, settings, events, on_step))
