@@ -2,6 +2,7 @@
 
     python scripts/sdedit_probe.py [--kind character] [--seed 101] [--strengths 0.8,0.95] [--guidances 7.5]
     python scripts/sdedit_probe.py --noise random        # plain SDEdit: fresh noise instead of inversion
+    python scripts/sdedit_probe.py --suite evals/suite.jsonl --strengths 0.95 --guidances 15   # every case
 
 For one synthetic object: its still clip's latents z₀ are DDIM-inverted under the derived static
 prompt to t = strength·T (or noised with fresh Gaussian noise, ``--noise random``), then
@@ -10,6 +11,11 @@ compared with the latents of every ground-truth motion clip of the same object: 
 (L2) and the clip whose direction from z₀ is closest (cosine) are its predicted motions. If most
 rows land on their own motion, the prior can turn a still render into the prompted motion and a
 fitted motion field could follow it. ``--sheets DIR`` writes what it made, above the ground truth.
+
+Note that the single-object mode compares only with moving clips. ``--suite FILE`` runs each case's
+object (its own seed and size) and prompt instead and compares with every motion of its kind, still
+included: the clip the guide stage (``guide_steps``) would fit to, and whether it is the prompted
+motion at all.
 """
 
 from __future__ import annotations
@@ -37,9 +43,13 @@ def main() -> None:
                     help="start from the DDIM inversion of the still clip (MSD's noise) or from fresh noise")
     ap.add_argument("--sheets", metavar="DIR", help="write a contact sheet per prompt: result above ground truth")
     ap.add_argument("--paraphrases", type=int, default=1, help="prompts per motion (index 0..n-1)")
+    ap.add_argument("--suite", metavar="FILE", help="run every case of an evaluation suite (object, prompt, expected)")
+    ap.add_argument("--limit", type=int, help="with --suite: the first N cases")
     args = ap.parse_args()
 
     prior = load_prior(args.prior, device=args.device)
+    if args.suite:
+        return probe_suite(prior, args)
     obj = make_object(args.kind, args.seed, 1500)
     motions = list(KIND_MOTIONS[args.kind])
     clip = lambda label, a=1.0: render_clip(obj, motion_animation(obj, label, 16, a), resolution=64,  # noqa: E731
@@ -102,6 +112,40 @@ def probe(prior, args, motions, z0, refs, directions, names, empty, strength: fl
           f"nearest clip right {near_hits}/{total}, "
           f"direction right {cos_hits}/{total}; moved still {moved_still / args.paraphrases:.3f} "
           f"vs others {moved_other / max(total, 1):.3f}", flush=True)
+
+
+def probe_suite(prior, args) -> None:
+    """Each suite case: the guide clip of its still object under its prompt, and its nearest motion."""
+    from animus3d_worker.evaluation import load_suite
+
+    cases = load_suite(args.suite)[: args.limit]
+    settings = [(float(s), float(g)) for s in args.strengths.split(",") for g in args.guidances.split(",")]
+    right = {key: 0 for key in settings}
+    moving = 0
+    empty = prior.encode_text([""])
+    for case in cases:
+        obj = make_object(case.kind, case.seed, case.count)
+        names = list(KIND_MOTIONS[case.kind])
+        with torch.no_grad():
+            refs = torch.cat([prior.encode_frames(render_clip(obj, motion_animation(obj, m, 16, 1.0), resolution=64,
+                                                              device=args.device, backend="torch")[None]).float()
+                              for m in names])
+            z0 = refs[names.index("still")][None]
+            static = prior.encode_text([derive_static_prompt(case.prompt)])
+            texts = torch.cat([prior.encode_text([case.prompt]), empty])
+            found = []
+            for strength, guidance in settings:
+                t_start = int(strength * (prior.num_train_timesteps - 1))
+                x_t, _ = prior.ddim_invert(z0, static, t_start, args.steps)
+                z = prior.ddim_sample(x_t, texts, t_start, args.steps, guidance_scale=guidance).float()
+                nearest = names[int((refs - z).flatten(1).norm(dim=1).argmin())]
+                right[(strength, guidance)] += nearest == case.expected and case.expected != "still"
+                found.append(f"{nearest} (s{strength} g{guidance})")
+        moving += case.expected != "still"
+        print(f"  {case.id:>22} expected {case.expected:>11}: nearest {', '.join(found)}", flush=True)
+    for (strength, guidance), hits in right.items():
+        print(f"suite {args.suite}: strength {strength} guidance {guidance}: the guide is the prompted motion for "
+              f"{hits}/{moving} moving cases (nearest of the kind's motions at amplitude 1, still included)")
 
 
 def write_sheet(prior, args, z, truth, motion: str, k: int, strength: float, guidance: float) -> None:
