@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--paraphrases", type=int, default=1, help="prompts per motion (index 0..n-1)")
     ap.add_argument("--suite", metavar="FILE", help="run every case of an evaluation suite (object, prompt, expected)")
     ap.add_argument("--limit", type=int, help="with --suite: the first N cases")
+    ap.add_argument("--draws", type=int, default=1, help="with --suite --noise random: noise seeds per setting")
     args = ap.parse_args()
 
     prior = load_prior(args.prior, device=args.device)
@@ -136,16 +137,23 @@ def probe_suite(prior, args) -> None:
             found = []
             for strength, guidance in settings:
                 t_start = int(strength * (prior.num_train_timesteps - 1))
-                x_t, _ = prior.ddim_invert(z0, static, t_start, args.steps)
-                z = prior.ddim_sample(x_t, texts, t_start, args.steps, guidance_scale=guidance).float()
-                nearest = names[int((refs - z).flatten(1).norm(dim=1).argmin())]
-                right[(strength, guidance)] += nearest == case.expected and case.expected != "still"
-                found.append(f"{nearest} (s{strength} g{guidance})")
+                if args.noise == "inverted":
+                    x_t, _ = prior.ddim_invert(z0, static, t_start, args.steps)
+                else:  # fresh noise, one seed per draw
+                    noise = torch.cat([torch.randn(z0.shape, generator=torch.Generator().manual_seed(k))
+                                       for k in range(args.draws)]).to(z0.device)
+                    x_t = prior.add_noise(z0.expand(args.draws, *z0.shape[1:]), noise, t_start)
+                z = prior.ddim_sample(x_t, texts.repeat_interleave(x_t.shape[0], 0), t_start, args.steps,
+                                      guidance_scale=guidance).float()
+                nearest = [names[int((refs - one).flatten(1).norm(dim=1).argmin())] for one in z]
+                right[(strength, guidance)] += case.expected in nearest and case.expected != "still"
+                found.append(f"{'/'.join(nearest)} (s{strength} g{guidance})")
         moving += case.expected != "still"
         print(f"  {case.id:>22} expected {case.expected:>11}: nearest {', '.join(found)}", flush=True)
     for (strength, guidance), hits in right.items():
-        print(f"suite {args.suite}: strength {strength} guidance {guidance}: the guide is the prompted motion for "
-              f"{hits}/{moving} moving cases (nearest of the kind's motions at amplitude 1, still included)")
+        draws = "" if args.noise == "inverted" else f" (any of {args.draws} draws of fresh noise)"
+        print(f"suite {args.suite}: strength {strength} guidance {guidance}: the guide is the prompted motion{draws} "
+              f"for {hits}/{moving} moving cases (nearest of the kind's motions at amplitude 1, still included)")
 
 
 def write_sheet(prior, args, z, truth, motion: str, k: int, strength: float, guidance: float) -> None:
