@@ -71,6 +71,8 @@ def test_guide_stage_runs_before_msd_and_reports_its_fit(blob, priors, tmp_path)
     assert "guide" in stages and stages.index("guide") < stages.index("msd")
     assert {"guide", "arap", "tv"} <= set(result.loss_history)
     assert len(result.loss_history["guide"]) == 5 and "guide" in result.timings
+    # the guide's own regulariser history is kept beside MSD's, not overwritten by it
+    assert len(result.loss_history["guide_arap"]) == 5 and len(result.loss_history["arap"]) == 2
     assert any(stage == "guide" for _, stage, _, _ in previews)
     np.testing.assert_array_equal(result.animation.delta_position[0], 0.0)
 

@@ -25,7 +25,7 @@ from .priors import load_prior, lora
 from .render import make_cameras
 from .splat_tensors import SplatTensors
 from .stages.guide import guide_motion
-from .stages.msd import Conditioning, MotionProblem, optimise_motion
+from .stages.msd import Conditioning, MotionProblem, optimise_motion, stage_history
 from .stages.refine import refine_motion
 from .stages.static_prior import fit_static_prior
 
@@ -240,9 +240,9 @@ def run_job(
     lora.remove_lora(prior.unet)  # the cached prior goes back clean for the next job
     timings["total"] = time.perf_counter() - job_start
     history = {"lora": lora_losses} if lora_losses else {}
-    history.update(guide_losses)
+    history.update(stage_history("guide", guide_losses))
     history.update(msd.losses)
-    history.update({f"refine_{k}" if k != "refine" else k: v for k, v in refine_losses.items()})
+    history.update(stage_history("refine", refine_losses))
     final = {k: v[-1] for k, v in history.items() if v}
     events.progress(Progress("export", 1, 1, losses=final, eta_s=0.0, message="done"))
     log.info("job done prompt=%r frames=%d total_s=%.2f", prompt, out_frames, timings["total"])

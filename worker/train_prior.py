@@ -509,6 +509,7 @@ class PriorTrainer:
                  **{name: getattr(self.cfg, name) for name in HISTORY_SETTINGS}}
         self.state.history.append(entry)
         return entry
+
     # -- export ------------------------------------------------------------------------------------
     def export(self, folder: str | Path, dtype: torch.dtype = torch.float16,
                limit_bytes: int = EXPORT_LIMIT_BYTES) -> Path:

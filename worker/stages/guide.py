@@ -21,7 +21,7 @@ import torch
 from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents
-from .msd import Conditioning, MotionProblem, report_losses, weighted_total
+from .msd import Conditioning, MotionProblem, fit_step
 
 FRONT_VIEW = 0  # make_cameras puts the front camera first
 WINDOW_GROWTH = 0.6  # the fitted window reaches the last frame after this fraction of the steps
@@ -60,7 +60,6 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
     optimiser = problem.optimiser(settings.guide_lr, settings.global_lr)
     losses: dict[str, list[float]] = {}
     total = settings.guide_steps
-    log_every = max(1, total // 100)
     for step in range(total):
         events.check_cancelled()
         window = fitted_window(step, total, problem.frames)
@@ -68,14 +67,7 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
         clip = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
         terms = {"guide": PIXEL_WEIGHT * torch.nn.functional.mse_loss(clip[:window].float(), guide[:window])}
         terms.update(problem.regularisers(deltas, means, settings, None))
-        loss = weighted_total("guide", terms, settings)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if step % log_every == 0 or step == total - 1:
-            report_losses("guide", step, total, terms, losses, events)
-        if on_step is not None:
-            on_step(step + 1, total)
+        fit_step("guide", step, total, terms, settings, optimiser, losses, events, on_step)
     return losses
 
 

@@ -141,6 +141,27 @@ def report_losses(stage: str, step: int, total: int, terms: dict[str, torch.Tens
     events.progress(Progress(stage, step + 1, total, losses=values))
 
 
+def fit_step(stage: str, step: int, total: int, terms: dict[str, torch.Tensor], settings: JobSettings,
+             optimiser: torch.optim.Optimizer, history: dict[str, list[float]], events: JobEvents,
+             on_step=None) -> None:
+    """One step of a stage that fits the field to a target (guide, refinement): ``terms`` holds the
+    stage's own loss under ``stage`` and the regularisers; reports about 100 times over ``total``."""
+    loss = weighted_total(stage, terms, settings)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    if step % max(1, total // 100) == 0 or step == total - 1:
+        report_losses(stage, step, total, terms, history, events)
+    if on_step is not None:
+        on_step(step + 1, total)
+
+
+def stage_history(stage: str, losses: dict[str, list[float]]) -> dict[str, list[float]]:
+    """A later stage's loss history with its regularisers renamed ``<stage>_arap`` etc., so they do
+    not overwrite MSD's under the same names."""
+    return {name if name == stage else f"{stage}_{name}": values for name, values in losses.items()}
+
+
 @dataclass
 class MsdOutcome:
     losses: dict[str, list[float]] = field(default_factory=dict)

@@ -17,7 +17,7 @@ import torch
 from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents
-from .msd import Conditioning, MotionProblem, choose_views, report_losses, weighted_total
+from .msd import Conditioning, MotionProblem, choose_views, fit_step
 
 REFRESH_EVERY = 10
 DENOISE_STEPS = 4
@@ -50,7 +50,6 @@ def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: J
     total = settings.refine_steps
     target = None
     views = None
-    log_every = max(1, total // 100)
     for step in range(total):
         events.check_cancelled()
         deltas, (means, quats, log_scales) = problem.deform(frames)
@@ -65,12 +64,5 @@ def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: J
                 target = prior.decode_latents(refined).float()
         terms = {"refine": torch.nn.functional.mse_loss(clips.float(), target)}
         terms.update(problem.regularisers(deltas, means, settings, generator))
-        loss = weighted_total("refine", terms, settings)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if step % log_every == 0 or step == total - 1:
-            report_losses("refine", step, total, terms, outcome.losses, events)
-        if on_step is not None:
-            on_step(step + 1, total)
+        fit_step("refine", step, total, terms, settings, optimiser, outcome.losses, events, on_step)
     return outcome
