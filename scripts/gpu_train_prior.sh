@@ -22,6 +22,8 @@
 #                               held-out clips (~1 min for 104). Run follow-up commands in this
 #                               script, not after it in the same call: the package paths that
 #                               device_setup.sh exports do not reach the calling shell.
+#     check-new.json            with CHECK_NEW_CLIPS=N set: the same on N clips of objects no run trains on
+#                               (check-prior --new-objects)
 set -uo pipefail
 MINUTES=${1:-8}
 RUN=${2:-out/prior}
@@ -52,6 +54,10 @@ fi
 if [ -n "${CHECK_CLIPS:-}" ] && [ -d "$RUN/export" ]; then
   python3 -m animus3d_worker.cli check-prior --prior "$RUN/export" --clips "$CHECK_CLIPS" --device cuda \
     --render-backend torch --out "$OUT/check.json" 2>&1 | grep -v "Loading weights" | tail -n 20
+fi
+if [ -n "${CHECK_NEW_CLIPS:-}" ] && [ -d "$RUN/export" ]; then
+  python3 -m animus3d_worker.cli check-prior --prior "$RUN/export" --clips "$CHECK_NEW_CLIPS" --device cuda \
+    --render-backend torch --new-objects --out "$OUT/check-new.json" 2>&1 | grep -v "Loading weights" | tail -n 20
 fi
 if [ -d "$RUN/checkpoint" ]; then
   tar -C "$RUN" -cf - --exclude optimizer.pt checkpoint | split -b 15M - "$OUT/checkpoint.tar.part-"

@@ -26,7 +26,7 @@ import torch
 
 from animus3d_worker.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
 from animus3d_worker.pipeline import derive_static_prompt
-from animus3d_worker.priors import load_prior
+from animus3d_worker.priors import ddim, load_prior
 
 
 def main() -> None:
@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--suite", metavar="FILE", help="run every case of an evaluation suite (object, prompt, expected)")
     ap.add_argument("--limit", type=int, help="with --suite: the first N cases")
     ap.add_argument("--draws", type=int, default=1, help="with --suite --noise random: noise seeds per setting")
+    ap.add_argument("--anchor-frames", type=int, default=0,
+                    help="with --suite: hold the first N frames to the still clip's while sampling (replacement)")
     args = ap.parse_args()
 
     prior = load_prior(args.prior, device=args.device)
@@ -138,13 +140,14 @@ def probe_suite(prior, args) -> None:
             for strength, guidance in settings:
                 t_start = int(strength * (prior.num_train_timesteps - 1))
                 if args.noise == "inverted":
-                    x_t, _ = prior.ddim_invert(z0, static, t_start, args.steps)
+                    x_t, noise = prior.ddim_invert(z0, static, t_start, args.steps)
                 else:  # fresh noise, one seed per draw
                     noise = torch.cat([torch.randn(z0.shape, generator=torch.Generator().manual_seed(k))
                                        for k in range(args.draws)]).to(z0.device)
                     x_t = prior.add_noise(z0.expand(args.draws, *z0.shape[1:]), noise, t_start)
+                anchor = ddim.leading_frames_anchor(z0, noise[:1], args.anchor_frames) if args.anchor_frames else None
                 z = prior.ddim_sample(x_t, texts.repeat_interleave(x_t.shape[0], 0), t_start, args.steps,
-                                      guidance_scale=guidance).float()
+                                      guidance_scale=guidance, anchor=anchor).float()
                 nearest = [names[int((refs - one).flatten(1).norm(dim=1).argmin())] for one in z]
                 right[(strength, guidance)] += case.expected in nearest and case.expected != "still"
                 found.append(f"{'/'.join(nearest)} (s{strength} g{guidance})")

@@ -101,3 +101,27 @@ def test_guidance_takes_conditional_then_unconditional(tiny_prior, clip):
     assert guided.shape == latents.shape and not torch.allclose(guided, tiny_prior.ddim_sample(plain, text, 300, 3))
     with pytest.raises(ValueError, match="guidance_scale"):
         tiny_prior.ddim_sample(plain, text, 300, 3, guidance_scale=7.5)
+
+
+def test_anchored_sampling_keeps_the_known_frames_and_lets_the_rest_follow(alphas):
+    """Replacement: the first frame ends exactly at the given latent; the model sees the anchored
+    frame at every level (so what it predicts for the other frames can depend on it)."""
+    g = torch.Generator().manual_seed(2)
+    x0, noise = torch.randn(1, 4, 5, 3, 3, generator=g), torch.randn(1, 4, 5, 3, 3, generator=g)
+    x_t = torch.randn(2, 4, 5, 3, 3, generator=g)
+    seen_first = []
+
+    def copy_first_frame(x, t):  # a "temporal" predictor: every frame's ε is the first frame's
+        seen_first.append(x[:, :, :1].clone())
+        return x[:, :, :1].expand_as(x) * 0.1
+
+    anchor = ddim.leading_frames_anchor(x0, noise, 1)
+    out = ddim.sample(copy_first_frame, x_t, alphas, 800, 4, anchor=anchor)
+    torch.testing.assert_close(out[:, :, :1], x0[:, :, :1].expand(2, -1, -1, -1, -1))
+    assert not torch.allclose(out[:, :, 1:], x0[:, :, 1:].expand(2, -1, -1, -1, -1))
+    start = alphas[800].sqrt() * x0[:, :, :1] + (1 - alphas[800]).sqrt() * noise[:, :, :1]
+    torch.testing.assert_close(seen_first[0], start.expand(2, -1, -1, -1, -1))  # anchored before the first step
+    free = ddim.sample(copy_first_frame, x_t, alphas, 800, 4)
+    assert not torch.allclose(free[:, :, 1:], out[:, :, 1:])  # the anchor reached the other frames
+    with pytest.raises(ValueError, match="anchor 1 to 5 frames"):
+        ddim.leading_frames_anchor(x0, noise, 6)

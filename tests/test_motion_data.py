@@ -90,3 +90,16 @@ def test_clip_amplitudes_follow_the_requested_range():
     assert [s.label for s in clip_specs(50, seed=3)] == [s.label for s in clip_specs(50, seed=3, amplitude_range=(0.05, 1.2))]
     with pytest.raises(MotionDataError, match="amplitude range"):
         clip_specs(4, amplitude_range=(0.0, 1.0))
+
+
+def test_clip_objects_come_from_the_requested_seed_range():
+    from animus3d_worker.motion_data import MotionDataError, clip_specs
+
+    legacy = clip_specs(300, seed=1)
+    assert {s.object_seed for s in legacy} == set(range(6))
+    diverse = clip_specs(300, seed=1, objects_per_kind=2000, first_object_seed=10_000)
+    seeds = {s.object_seed for s in diverse}
+    assert min(seeds) >= 10_000 and max(seeds) < 12_000 and len(seeds) > 250  # nearly one object a clip
+    assert [s.label for s in diverse] == [s.label for s in legacy]  # same motions, other objects
+    with pytest.raises(MotionDataError, match="objects_per_kind"):
+        clip_specs(4, objects_per_kind=0)

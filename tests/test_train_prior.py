@@ -106,8 +106,34 @@ def test_an_exported_prior_can_be_fine_tuned_on_smaller_motions(trained, tmp_pat
     assert state.step == trainer.state.step + 1
     cached = torch.load(tmp_path / "run3" / "dataset.pt", weights_only=False)
     assert cached["key"]["amplitude_min"] == 0.05
-    with pytest.raises(TrainPriorError, match="cannot change clips"):
-        PriorTrainer(tmp_path / "run4", resume=folder, tuning={"clips": 8})
+    with pytest.raises(TrainPriorError, match="cannot change unet_channels"):
+        PriorTrainer(tmp_path / "run4", resume=folder, tuning={"unet_channels": (32, 64)})
+
+
+def test_a_run_from_before_object_diversity_resumes_on_many_new_objects(trained, tmp_path):
+    """A saved config without the object fields means 6 objects a kind from seed 0; a resume may
+    switch to other clips and objects: the dataset is re-rendered from them and the weights carry over."""
+    from animus3d_worker.prior_check import HELD_OUT_OBJECT_SEED
+    from animus3d_worker.train_prior import EXPORT_MARKER, TrainConfig
+
+    _, trainer, _, _ = trained
+    folder = trainer.export(tmp_path / "prior")
+    marker = json.loads((folder / EXPORT_MARKER).read_text())
+    for name in ("objects_per_kind", "first_object_seed"):
+        del marker["config"][name]
+    (folder / EXPORT_MARKER).write_text(json.dumps(marker))
+    legacy = PriorTrainer(tmp_path / "legacy", resume=folder)
+    assert (legacy.cfg.objects_per_kind, legacy.cfg.first_object_seed) == (6, 0)
+    tuning = {"clips": 6, "data_seed": 5, "objects_per_kind": 50, "first_object_seed": 10_000}
+    resumed = PriorTrainer(tmp_path / "diverse", resume=folder, tuning=tuning)
+    state = resumed.train(max_steps=1)
+    assert state.step == trainer.state.step + 1
+    cached = torch.load(tmp_path / "diverse" / "dataset.pt", weights_only=False)
+    assert cached["key"]["clips"] == 6 and cached["key"]["objects_per_kind"] == 50
+    assert resumed.clips.shape[0] == 6
+    assert TrainConfig.first_object_seed + TrainConfig.objects_per_kind <= HELD_OUT_OBJECT_SEED
+    with pytest.raises(TrainPriorError, match="objects_per_kind must be at least 1"):
+        PriorTrainer(tmp_path / "bad", resume=folder, tuning={"objects_per_kind": 0})
 
 
 def test_an_impossible_amplitude_range_is_refused_before_any_work(tmp_path):

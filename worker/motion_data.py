@@ -398,10 +398,14 @@ def check_amplitude_range(amplitude_range: tuple[float, float]) -> None:
 
 
 def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6,
-               amplitude_range: tuple[float, float] = DEFAULT_AMPLITUDE_RANGE) -> list[ClipSpec]:
+               amplitude_range: tuple[float, float] = DEFAULT_AMPLITUDE_RANGE,
+               first_object_seed: int = 0) -> list[ClipSpec]:
     """``count`` random clip specs, balanced over kinds and their motions, deterministic by seed.
 
-    Amplitudes are uniform in ``amplitude_range`` (1 = the motion's full size)."""
+    Each clip's object is one of ``objects_per_kind`` per kind, object seeds ``first_object_seed`` +
+    0 … objects_per_kind − 1. Amplitudes are uniform in ``amplitude_range`` (1 = the motion's full size)."""
+    if objects_per_kind < 1 or first_object_seed < 0:
+        raise MotionDataError("objects_per_kind must be at least 1 and first_object_seed not negative")
     check_amplitude_range(amplitude_range)
     lo, hi = amplitude_range
     rng = np.random.default_rng(seed)
@@ -416,7 +420,7 @@ def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6,
         jitter_seed = int(rng.integers(2**31))
         orbit = rng.random() < ORBIT_FRACTION and not label.startswith("slide")  # left/right are the front's
         azimuth = float(rng.uniform(30.0, 330.0)) if orbit else 0.0
-        specs.append(ClipSpec(kind, int(rng.integers(objects_per_kind)), label, float(rng.uniform(lo, hi)),
+        specs.append(ClipSpec(kind, first_object_seed + int(rng.integers(objects_per_kind)), label, float(rng.uniform(lo, hi)),
                               phase, caption, jitter_seed, azimuth))
     return specs
 

@@ -18,6 +18,10 @@ import torch
 from .motion_data import KIND_MOTIONS, build_clip, clip_specs, describe
 
 HELD_OUT_SEED = 777  # clip_specs seed of the check's clips (training uses data_seed 0)
+# With new_objects: object seeds no training run uses (train_prior starts new runs at 10000 and draws
+# 2000 a kind; runs before December 2026 used seeds 0-5, the check's default objects).
+HELD_OUT_OBJECT_SEED = 1_000_000
+NEW_OBJECTS_PER_KIND = 1000
 TIMESTEPS = (100, 300, 500, 700, 900)
 
 
@@ -60,10 +64,16 @@ def classify_clip(prior, frames: torch.Tensor, kind: str, *, timesteps=TIMESTEPS
 
 
 def check_prior(prior, clips: int = 52, *, frames: int = 16, resolution: int = 64, seed: int = HELD_OUT_SEED,
-                timesteps=TIMESTEPS, backend: str = "auto", progress=None) -> PriorCheckResult:
-    """Motion recognition of ``prior`` on ``clips`` held-out synthetic clips (front and orbit views)."""
+                timesteps=TIMESTEPS, backend: str = "auto", progress=None,
+                new_objects: bool = False) -> PriorCheckResult:
+    """Motion recognition of ``prior`` on ``clips`` held-out synthetic clips (front and orbit views).
+
+    The clips' objects are seeds 0-5 of each kind (what priors trained before December 2026 saw), or
+    with ``new_objects`` objects that no training run uses."""
     result = PriorCheckResult()
-    for i, spec in enumerate(clip_specs(clips, seed=seed)):
+    objects = (dict(objects_per_kind=NEW_OBJECTS_PER_KIND, first_object_seed=HELD_OUT_OBJECT_SEED)
+               if new_objects else {})
+    for i, spec in enumerate(clip_specs(clips, seed=seed, **objects)):
         clip = build_clip(spec, frames=frames, resolution=resolution, device=str(prior.device), backend=backend)
         guess, _ = classify_clip(prior, clip, spec.kind, timesteps=timesteps, seed=i, caption_index=i)
         hit = guess == spec.label

@@ -63,6 +63,12 @@ class TrainConfig:
     jitter_deg: float = 4.0
     data_seed: int = 0
     amplitude_min: float = DEFAULT_AMPLITUDE_RANGE[0]  # amplitudes are uniform in amplitude_range
+    # Distinct objects per kind and the first object seed. Runs before 3 December 2026 trained on 6
+    # objects a kind (seeds 0-5; a saved config without these fields means that); new runs draw each
+    # clip's object from 2000 a kind starting at seed 10000, clear of the suite's seeds (100-112) and
+    # of check-prior's unseen objects (HELD_OUT_OBJECT_SEED).
+    objects_per_kind: int = 2000
+    first_object_seed: int = 10_000
     # model sizes
     unet_channels: tuple[int, ...] = (48, 96, 96)  # ~5.4M params: the fp16 export stays under 15 MB
     unet_heads: int = 8
@@ -91,7 +97,12 @@ class TrainConfig:
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        data = {**LEGACY_DATA_FIELDS, **data}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+
+
+# What a saved configuration without the object-diversity fields was trained on.
+LEGACY_DATA_FIELDS = {"objects_per_kind": 6, "first_object_seed": 0}
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -100,7 +111,8 @@ class TrainConfig:
 def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
                    backend: str = "auto") -> tuple[torch.Tensor, list[str]]:
     """Renders ``cfg.clips`` synthetic clips: (uint8 [M, T, 3, H, W] on the CPU, captions)."""
-    specs = clip_specs(cfg.clips, seed=cfg.data_seed, amplitude_range=cfg.amplitude_range)
+    specs = clip_specs(cfg.clips, seed=cfg.data_seed, amplitude_range=cfg.amplitude_range,
+                       objects_per_kind=cfg.objects_per_kind, first_object_seed=cfg.first_object_seed)
     objects: dict[tuple[str, int], object] = {}
     clips = torch.empty((len(specs), cfg.frames, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
     for i, spec in enumerate(specs):
@@ -123,7 +135,8 @@ def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu",
     """The cached dataset of ``run_dir`` (rendered and saved on first use)."""
     path = run_dir / "dataset.pt"
     key = {k: cfg.to_json()[k]
-           for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed", "amplitude_min")}
+           for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed", "amplitude_min",
+                     "objects_per_kind", "first_object_seed")}
     if path.is_file():
         data = torch.load(path, weights_only=False)
         if data.get("key") == key:
@@ -190,6 +203,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainPriorError(f"motion_weight must be 0 or more, got {cfg.motion_weight}")
     if not 0 <= cfg.mirror_probability <= 1:
         raise TrainPriorError(f"mirror_probability must be in [0, 1], got {cfg.mirror_probability}")
+    if cfg.clips < 1 or cfg.objects_per_kind < 1 or cfg.first_object_seed < 0:
+        raise TrainPriorError(f"clips and objects_per_kind must be at least 1 and first_object_seed not negative, "
+                              f"got {cfg.clips}, {cfg.objects_per_kind}, {cfg.first_object_seed}")
 
 
 def build_models(cfg: TrainConfig, tokenizer) -> dict:
@@ -230,10 +246,11 @@ def count_parameters(models: dict) -> int:
 # ---- the trainer ---------------------------------------------------------------------------------------
 
 # Settings a resumed run may change: optimisation (loss weighting and left-right mirroring included),
-# and the amplitude range of the clips (the models and the rendering stay; a changed range re-renders
-# the cached dataset, so a run can be fine-tuned on small motions without redoing the VAE phase).
+# and what the clips are (how many, their seed, amplitude range and objects: the models and the
+# rendering stay; a changed dataset is re-rendered, so a run can continue on new data without redoing
+# the VAE phase).
 TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min", "motion_weight",
-                     "mirror_probability")
+                     "mirror_probability", "clips", "data_seed", "objects_per_kind", "first_object_seed")
 # The settings each call's entry in the training history records (what may differ between calls).
 HISTORY_SETTINGS = tuple(name for name in TUNABLE_ON_RESUME if name != "checkpoint_minutes")
 

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--render-backend", default="auto", help="clip renderer: auto, torch or gsplat")
+    parser.add_argument("--new-objects", action="store_true",
+                        help="objects no training run uses (default: seeds 0-5 a kind, as before December 2026)")
     parser.add_argument("--out", metavar="FILE.json", help="write the result here")
 
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     except PriorLoadError as exc:
         raise CommandError(str(exc)) from None
     result = check_prior(prior, args.clips, frames=args.frames, resolution=args.resolution,
-                         backend=args.render_backend)
+                         backend=args.render_backend, new_objects=args.new_objects)
     print(f"prior {args.prior}: recognised {result.correct}/{result.clips} held-out clips "
           f"({result.accuracy:.0%}; chance {result.chance:.0%})")
     for label, (hit, total) in sorted(result.per_label.items()):
@@ -48,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
     for expected, guessed, n in confusion_summary(result):
         print(f"  confused {expected} -> {guessed}: {n}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"prior": args.prior, **result.to_json()}, indent=2) + "\n")
+        Path(args.out).write_text(json.dumps({"prior": args.prior, "new_objects": args.new_objects,
+                                              **result.to_json()}, indent=2) + "\n")
     return 0

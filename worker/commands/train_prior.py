@@ -22,7 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--export", metavar="DIR", help="where to write the exported prior (default: DIR/export)")
     parser.add_argument("--config", metavar="FILE.json", help="TrainConfig fields as JSON (new runs only)")
-    parser.add_argument("--clips", type=int, help="dataset size (new runs only)")
+    parser.add_argument("--clips", type=int, help="dataset size, default 2400 (may change on resume)")
+    parser.add_argument("--data-seed", type=int, help="seed of the clips' motions and objects (may change on resume)")
+    parser.add_argument("--objects-per-kind", type=int,
+                        help="distinct objects a kind, default 2000 (runs before December 2026: 6; may change on resume)")
+    parser.add_argument("--first-object-seed", type=int,
+                        help="the first object seed, default 10000, clear of the suite's objects (may change on "
+                             "resume; --objects-per-kind on its own sets it to the default too)")
     parser.add_argument("--vae-steps", type=int, help="VAE reconstruction steps before diffusion (new runs only)")
     parser.add_argument("--amplitude-min", type=float,
                         help="smallest motion amplitude of the clips, default 0.7 (may change on resume)")
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--minutes must be positive")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError("--device cuda was asked for but CUDA is not available")
-    overrides = {k: v for k, v in (("clips", args.clips), ("vae_steps", args.vae_steps)) if v is not None}
+    overrides = {k: v for k, v in (("vae_steps", args.vae_steps),) if v is not None}
     try:
         base = TrainConfig()
         if args.config:
@@ -58,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
         tuning = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr),
                                     ("amplitude_min", args.amplitude_min),
                                     ("motion_weight", args.motion_weight),
-                                    ("mirror_probability", args.mirror_probability)) if v is not None}
+                                    ("mirror_probability", args.mirror_probability), ("clips", args.clips),
+                                    ("data_seed", args.data_seed), ("objects_per_kind", args.objects_per_kind),
+                                    ("first_object_seed", args.first_object_seed)) if v is not None}
+        if args.objects_per_kind is not None and args.first_object_seed is None:
+            # A run from before December 2026 resumes with first seed 0: more objects from there would
+            # take in the suite's objects (seeds 100-112).
+            tuning["first_object_seed"] = TrainConfig.first_object_seed
         trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume,
                                render_backend=args.render_backend, tuning=tuning)
         state = trainer.train(minutes=args.minutes, max_steps=args.max_steps)

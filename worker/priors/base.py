@@ -211,7 +211,9 @@ class VideoPrior:
 
     @torch.no_grad()
     def ddim_sample(self, x_t: torch.Tensor, text_embeddings: torch.Tensor, t_start: int, steps: int,
-                    lora: bool = False, guidance_scale: float = 1.0) -> torch.Tensor:
-        """Deterministic DDIM sampling from ``x_t`` at ``t_start`` to clean latents in ``steps`` steps."""
+                    lora: bool = False, guidance_scale: float = 1.0,
+                    anchor: ddim.Anchor | None = None) -> torch.Tensor:
+        """Deterministic DDIM sampling from ``x_t`` at ``t_start`` to clean latents in ``steps`` steps
+        (``anchor``: known frames held fixed, ``ddim.leading_frames_anchor``)."""
         eps_fn = self._guided_eps_fn(text_embeddings, x_t.shape[0], lora, float(guidance_scale))
-        return ddim.sample(eps_fn, x_t, self.alphas_cumprod, int(t_start), int(steps))
+        return ddim.sample(eps_fn, x_t, self.alphas_cumprod, int(t_start), int(steps), anchor=anchor)

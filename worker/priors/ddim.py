@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
+# Replaces what is known of the sample at a noise level: (x, ᾱ) -> x (float32 in and out).
+Anchor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def timestep_grid(t: int, steps: int, num_train_timesteps: int) -> list[int]:
@@ -56,15 +58,36 @@ def invert(eps_fn: EpsFn, x0: torch.Tensor, alphas_cumprod: torch.Tensor, t_end:
     return x.to(x0.dtype)
 
 
-def sample(eps_fn: EpsFn, x_t: torch.Tensor, alphas_cumprod: torch.Tensor, t_start: int, steps: int) -> torch.Tensor:
-    """Runs DDIM from ``x_t`` at timestep ``t_start`` down to the clean latent; returns x_0."""
+def sample(eps_fn: EpsFn, x_t: torch.Tensor, alphas_cumprod: torch.Tensor, t_start: int, steps: int,
+           anchor: Anchor | None = None) -> torch.Tensor:
+    """Runs DDIM from ``x_t`` at timestep ``t_start`` down to the clean latent; returns x_0.
+
+    ``anchor`` (optional) overwrites the known part of the sample at the start and after every step,
+    the replacement method of conditional sampling (see ``leading_frames_anchor``)."""
     alphas = alphas_cumprod.to(device=x_t.device, dtype=torch.float32)
     grid = timestep_grid(t_start, steps, alphas.shape[0])
-    x = x_t.float()
+    keep = anchor or (lambda x, alpha: x)
+    x = keep(x_t.float(), _level_alpha(alphas, grid, len(grid) - 1))
     for level in range(len(grid) - 1, 0, -1):
         eps = eps_fn(x.to(x_t.dtype), grid[level]).float()
         x = ddim_step(x, eps, _level_alpha(alphas, grid, level), _level_alpha(alphas, grid, level - 1))
+        x = keep(x, _level_alpha(alphas, grid, level - 1))
     return x.to(x_t.dtype)
+
+
+def leading_frames_anchor(x0: torch.Tensor, noise: torch.Tensor, frames: int) -> Anchor:
+    """An anchor holding the first ``frames`` frames of video latents ``[B, C, T, h, w]`` to ``x0``'s,
+    noised with ``noise`` to each level (√ᾱ·x0 + √(1−ᾱ)·noise): the rest of the clip is sampled to
+    agree with them through the model's temporal layers, as a video model continues a given frame."""
+    if not 1 <= frames <= x0.shape[2]:
+        raise ValueError(f"can anchor 1 to {x0.shape[2]} frames, got {frames}")
+    known_x0, known_noise = x0[:, :, :frames].float(), noise[:, :, :frames].float()
+
+    def anchor(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        known = alpha.sqrt() * known_x0 + (1.0 - alpha).sqrt() * known_noise
+        return torch.cat([known.expand(x.shape[0], -1, -1, -1, -1), x[:, :, frames:]], dim=2)
+
+    return anchor
 
 
 def implied_noise(x_t: torch.Tensor, x0: torch.Tensor, alpha_t: torch.Tensor) -> torch.Tensor:
