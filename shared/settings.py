@@ -15,6 +15,7 @@ NOISE_MODES = ("ddim_inversion", "random")
 SCORE_MODES = ("msd", "sds")
 STATIC_PRIORS = ("lora", "text")
 GUIDANCE_NEGATIVES = ("empty", "static")
+GUIDE_NOISES = ("inverted", "anchored")
 
 
 class SettingsError(ValueError):
@@ -45,7 +46,10 @@ class JobSettings:
     # Stage 2a (optional, before MSD): the prior draws a guide clip from the still front render (DDIM
     # inversion to `guide_strength`, then sampling under the motion prompt) and the field is fitted to
     # it for `guide_steps` steps (0 skips the stage: the paper's method).
+    # `guide_noise`: "inverted" starts from the inverted still render; "anchored" from fresh noise
+    # (seeded by the job) with the first frame held to the still render's while sampling.
     guide_steps: int = 0
+    guide_noise: str = "inverted"
     guide_strength: float = 0.95
     guide_guidance_scale: float = 15.0
     guide_denoise_steps: int = 20
@@ -159,6 +163,8 @@ class JobSettings:
             raise SettingsError(f"score_mode must be one of {SCORE_MODES}")
         if self.noise_mode not in NOISE_MODES:
             raise SettingsError(f"noise_mode must be one of {NOISE_MODES}")
+        if self.guide_noise not in GUIDE_NOISES:
+            raise SettingsError(f"guide_noise must be one of {GUIDE_NOISES}")
         if not self.t_min < self.t_max:
             raise SettingsError("t_min must be below t_max")
         if self.t_anneal and not self.t_min < self.t_anneal_to <= self.t_max:

@@ -77,3 +77,21 @@ def test_guide_settings_are_validated():
     with pytest.raises(ValueError):
         JobSettings.from_preset("standard", guide_steps=-1)
     assert JobSettings.from_preset("paper").guide_steps == 0  # the paper's method has no guide
+    with pytest.raises(ValueError, match="guide_noise"):
+        JobSettings.from_preset("standard", guide_noise="random")
+
+
+def test_an_anchored_guide_starts_at_the_still_render_and_depends_on_the_job_seed(problem_parts):
+    problem, settings = _problem(problem_parts, guide_denoise_steps=2, guide_noise="anchored")
+    prior = load_prior("tiny", device="cpu")
+    cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
+    draw = lambda seed: draw_guide_clip(prior, problem, cond, settings, torch.Generator().manual_seed(seed))  # noqa: E731
+    first, again, other = draw(1), draw(1), draw(2)
+    with torch.no_grad():
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        still = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))
+        rest = prior.decode_latents(prior.encode_frames(still.to(prior.dtype))).float()[0, 0]
+    torch.testing.assert_close(first[0], rest)  # frame 0 is the object at rest, whatever the noise
+    torch.testing.assert_close(other[0], rest)
+    assert torch.equal(first, again)
+    assert not torch.allclose(first[1:], other[1:])  # the rest of the clip is drawn from the seed's noise

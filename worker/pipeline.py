@@ -195,7 +195,7 @@ def run_job(
     if settings.guide_steps > 0:
         relay = JobEvents(on_progress=stage_progress("guide", 0.5), cancel_event=events.cancel_event)
         guided = guide_motion(prior, problem, cond, settings, relay,
-                              on_step=lambda s, n: send_preview(s, n, "guide", settings.frames))
+                              on_step=lambda s, n: send_preview(s, n, "guide", settings.frames), generator=generator)
         guide_losses = guided.losses
         done_work["value"] += weights["guide"]
         timings["guide"] = time.perf_counter() - t0

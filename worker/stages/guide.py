@@ -21,6 +21,7 @@ import torch
 from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents
+from ..priors import ddim
 from .msd import Conditioning, MotionProblem, fit_step
 
 FRONT_VIEW = 0  # make_cameras puts the front camera first
@@ -34,17 +35,28 @@ class GuideOutcome:
     losses: dict[str, list[float]] = field(default_factory=dict)
 
 
-def draw_guide_clip(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings) -> torch.Tensor:
-    """The prior's clip of the still object moving as prompted, from the front view: [T, 3, H, W]."""
+def draw_guide_clip(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """The prior's clip of the still object moving as prompted, from the front view: [T, 3, H, W].
+
+    ``guide_noise`` "inverted": sampled from the DDIM inversion of the still clip (under the static
+    prompt); "anchored": from fresh noise (``generator``), its first frame held to the still render's
+    at every noise level, so the prior continues the object's rest pose."""
     with torch.no_grad():
         (_, (means, quats, log_scales)) = problem.deform(problem.frames)
         still = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))  # the field is still the identity
         latents = prior.encode_frames(still.to(prior.dtype))
         t_start = int(round(settings.guide_strength * (prior.num_train_timesteps - 1)))
-        x_t, _ = prior.ddim_invert(latents, cond.static, t_start, settings.guide_denoise_steps, lora=False)
+        anchor = None
+        if settings.guide_noise == "anchored":
+            noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+            x_t = prior.add_noise(latents, noise, t_start)
+            anchor = ddim.leading_frames_anchor(latents, noise, 1)
+        else:
+            x_t, _ = prior.ddim_invert(latents, cond.static, t_start, settings.guide_denoise_steps, lora=False)
         texts = torch.cat([cond.motion, cond.negative])
         sampled = prior.ddim_sample(x_t, texts, t_start, settings.guide_denoise_steps, lora=False,
-                                    guidance_scale=settings.guide_guidance_scale)
+                                    guidance_scale=settings.guide_guidance_scale, anchor=anchor)
         return prior.decode_latents(sampled).float()[0]
 
 
@@ -72,7 +84,7 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
 
 
 def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
-                 on_step=None) -> GuideOutcome:
+                 on_step=None, generator: torch.Generator | None = None) -> GuideOutcome:
     """Draws the guide clip and fits the field to it."""
-    guide = draw_guide_clip(prior, problem, cond, settings)
+    guide = draw_guide_clip(prior, problem, cond, settings, generator)
     return GuideOutcome(clip=guide, losses=fit_to_guide(problem, guide, settings, events, on_step))
