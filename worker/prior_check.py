@@ -17,7 +17,7 @@ import torch
 
 from .motion_data import KIND_MOTIONS, build_clip, clip_specs, describe
 
-HELD_OUT_SEED = 777  # clip_specs seed of the check's clips (training uses data_seed 0)
+HELD_OUT_SEED = 777  # clip_specs seed of the check's clips (training runs so far used data seeds 0 and 1)
 # With new_objects: object seeds no training run uses (train_prior starts new runs at 10000 and draws
 # 2000 a kind; runs before December 2026 used seeds 0-5, the check's default objects).
 HELD_OUT_OBJECT_SEED = 1_000_000
