@@ -17,13 +17,15 @@
 # - Brings back in $OUT (each file < 16 MB, at most 8 files):
 #     prior.tar                 the exported fp16 diffusers folder -> tar -x -C worker/assets && mv worker/assets/export worker/assets/prior
 #     checkpoint.tar.part-*     weights + state.json (no optimizer state: AdamW restarts on resume)
-#     summary.json, train.log   the last lines of the log
+#     train.log                 the last lines of the log (the last one is the run's summary)
 #     check.json                with CHECK_CLIPS=N set: `animus3d check-prior` of the export on N
 #                               held-out clips (~1 min for 104). Run follow-up commands in this
 #                               script, not after it in the same call: the package paths that
 #                               device_setup.sh exports do not reach the calling shell.
 #     check-new.json            with CHECK_NEW_CLIPS=N set: the same on N clips of objects no run trains on
 #                               (check-prior --new-objects)
+#     sdedit.txt                with SDEDIT_SUITE=FILE.jsonl set: scripts/sdedit_probe.py --suite FILE on the
+#                               export (strength 0.95, CFG 15 and 30), does the prior draw each case's motion
 set -uo pipefail
 MINUTES=${1:-8}
 RUN=${2:-out/prior}
@@ -46,7 +48,6 @@ python3 -m animus3d_worker.cli train-prior --device cuda --render-backend torch 
   --out "$RUN" "${RESUME[@]}" "$@" 2>&1 | tee "$RUN/train.log" | grep -v "Writing model shards\|Loading weights"
 status=${PIPESTATUS[0]}
 tail -n 200 "$RUN/train.log" > "$OUT/train.log"
-tail -n 1 "$RUN/train.log" > "$OUT/summary.json"
 if [ -d "$RUN/export" ]; then
   tar -C "$RUN" -cf "$OUT/prior.tar" export
   du -h "$OUT/prior.tar"
@@ -58,6 +59,11 @@ fi
 if [ -n "${CHECK_NEW_CLIPS:-}" ] && [ -d "$RUN/export" ]; then
   python3 -m animus3d_worker.cli check-prior --prior "$RUN/export" --clips "$CHECK_NEW_CLIPS" --device cuda \
     --render-backend torch --new-objects --out "$OUT/check-new.json" 2>&1 | grep -v "Loading weights" | tail -n 20
+fi
+if [ -n "${SDEDIT_SUITE:-}" ] && [ -d "$RUN/export" ]; then
+  python3 scripts/sdedit_probe.py --suite "$SDEDIT_SUITE" --prior "$RUN/export" --strengths 0.95 \
+    --guidances 15,30 --device cuda 2>&1 | grep -v "Loading weights" > "$OUT/sdedit.txt"
+  tail -n 12 "$OUT/sdedit.txt"
 fi
 if [ -d "$RUN/checkpoint" ]; then
   tar -C "$RUN" -cf - --exclude optimizer.pt checkpoint | split -b 15M - "$OUT/checkpoint.tar.part-"

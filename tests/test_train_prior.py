@@ -232,3 +232,43 @@ def test_an_export_records_each_call_with_its_settings(trained, tmp_path):
     assert last["from"] == [trainer.state.phase, trainer.state.step]
     assert last["to"] == [trainer.state.phase, trainer.state.step + 1]
     assert (last["lr"], last["mirror_probability"], last["device"]) == (1e-3, 0.5, "cpu") and last["seconds"] > 0
+
+
+def test_a_moving_average_of_the_weights_is_kept_exported_and_resumed(trained, tmp_path):
+    """ema_decay (may be switched on when resuming): the average follows the documented warm-up,
+    the export carries it instead of the raw weights, and a checkpoint brings it back exactly."""
+    from diffusers import UNet3DConditionModel
+
+    _, trainer, _, _ = trained
+    folder = trainer.export(tmp_path / "prior")
+    run = tmp_path / "run-ema"
+    resumed = PriorTrainer(run, resume=folder, tuning={"ema_decay": 0.5, "lr": 1e-2})
+    key = next(k for k, _ in resumed.models["unet"].named_parameters() if k.endswith("weight"))
+    raw = []
+    for _ in range(3):
+        resumed.train(max_steps=1)
+        raw.append(dict(resumed.models["unet"].named_parameters())[key].detach().clone())
+    expected = raw[0]  # the average starts at the weights of its first update
+    for n, weights in enumerate(raw[1:], start=1):
+        decay = min(0.5, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * weights
+    average = resumed.ema[f"unet.{key}"]
+    assert resumed.state.ema_updates == 3
+    assert torch.allclose(average, expected, atol=1e-6)
+    assert (average - raw[-1]).abs().max() > 1e-3  # a real average, not the last weights
+
+    exported = resumed.export(tmp_path / "prior-ema")
+    assert json.loads((exported / "animus3d_prior.json").read_text())["averaged_weights"] is True
+    unet = UNet3DConditionModel.from_pretrained(str(exported / "unet"))
+    written = dict(unet.named_parameters())[key].detach().float()
+    assert torch.allclose(written, average.half().float())
+    assert torch.equal(dict(resumed.models["unet"].named_parameters())[key], raw[-1])  # training weights kept
+
+    again = PriorTrainer(run)
+    assert again.state.ema_updates == 3 and torch.equal(again.ema[f"unet.{key}"], average)
+    assert set(again.ema) == set(resumed.ema)
+    again.train(max_steps=1)
+    assert again.state.ema_updates == 4
+    without = PriorTrainer(tmp_path / "run-plain", resume=folder)
+    without.train(max_steps=1)
+    assert without.ema is None and not (tmp_path / "run-plain" / "checkpoint" / "ema.safetensors").exists()

@@ -20,6 +20,7 @@ its latent scale measured, and the UNet and text encoder learn ε-prediction wit
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -42,6 +43,8 @@ log = logging.getLogger("animus3d.train_prior")
 
 MAX_TEXT_LENGTH = 77
 EXPORT_LIMIT_BYTES = 15 * 1024 * 1024
+EMA_FILE = "ema.safetensors"  # in a checkpoint: the moving average of the diffusion weights
+EMA_COMPONENTS = ("unet", "text_encoder")  # the models the diffusion phase trains
 MODELSCOPE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                             beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False,
                             set_alpha_to_one=False, steps_offset=1)
@@ -84,6 +87,10 @@ class TrainConfig:
     text_dropout: float = 0.1
     motion_weight: float = 0.0  # extra ε-loss weight where a clip's latents move (see motion_loss_weights)
     mirror_probability: float = 0.0  # share of diffusion samples flipped left-right, "left"/"right" swapped
+    # Exponential moving average of the diffusion weights (UNet and text encoder), exported instead of
+    # the raw weights; 0 = off. The average starts from the weights it is switched on with and warms
+    # up as min(decay, (1 + n) / (10 + n)) over its n updates.
+    ema_decay: float = 0.0
     checkpoint_minutes: float = 2.0
     seed: int = 0
 
@@ -201,6 +208,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainPriorError(f"text_hidden must be a multiple of 4 (attention heads), got {cfg.text_hidden}")
     if not cfg.motion_weight >= 0:
         raise TrainPriorError(f"motion_weight must be 0 or more, got {cfg.motion_weight}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise TrainPriorError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if not 0 <= cfg.mirror_probability <= 1:
         raise TrainPriorError(f"mirror_probability must be in [0, 1], got {cfg.mirror_probability}")
     if cfg.clips < 1 or cfg.objects_per_kind < 1 or cfg.first_object_seed < 0:
@@ -250,7 +259,8 @@ def count_parameters(models: dict) -> int:
 # rendering stay; a changed dataset is re-rendered, so a run can continue on new data without redoing
 # the VAE phase).
 TUNABLE_ON_RESUME = ("batch_size", "lr", "text_dropout", "checkpoint_minutes", "amplitude_min", "motion_weight",
-                     "mirror_probability", "clips", "data_seed", "objects_per_kind", "first_object_seed")
+                     "mirror_probability", "clips", "data_seed", "objects_per_kind", "first_object_seed",
+                     "ema_decay")
 # The settings each call's entry in the training history records (what may differ between calls).
 HISTORY_SETTINGS = tuple(name for name in TUNABLE_ON_RESUME if name != "checkpoint_minutes")
 
@@ -278,6 +288,7 @@ class TrainState:
     total_seconds: float = 0.0
     losses: list = None  # (phase, step, loss) every few steps
     history: list = None  # one entry per train() call: steps covered, seconds, settings (HISTORY_SETTINGS)
+    ema_updates: int = 0  # updates of the weights' moving average (TrainConfig.ema_decay) so far
 
     def __post_init__(self) -> None:
         self.losses = self.losses or []
@@ -317,10 +328,13 @@ class PriorTrainer:
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
         self.models = build_models(self.cfg, self.tokenizer)
         self.state = TrainState()
+        self.ema: dict[str, torch.Tensor] | None = None  # "component.parameter" -> float32 average
         if resuming:
             self._load_checkpoint(ckpt, saved)
         for m in self.models.values():
             m.to(self.device)
+        if self.ema is not None:
+            self.ema = {k: v.to(self.device) for k, v in self.ema.items()}
         self.optimizer = self._make_optimizer()
         if resuming and (ckpt / "optimizer.pt").is_file():
             opt = torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=False)
@@ -347,6 +361,7 @@ class PriorTrainer:
             "text_encoder": CLIPTextModel.from_pretrained(str(ckpt / "text_encoder")).float(),
         }
         self.state = TrainState(**saved["state"])
+        self.ema = self._load_ema(ckpt)
         log.info("resumed %s at phase %s step %d", ckpt, self.state.phase, self.state.step)
 
     def save_checkpoint(self) -> Path:
@@ -357,6 +372,9 @@ class PriorTrainer:
         staging.mkdir(parents=True)
         for name, model in self.models.items():
             model.save_pretrained(str(staging / name), safe_serialization=True)
+        if self.ema is not None:
+            from safetensors.torch import save_file
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.ema.items()}, str(staging / EMA_FILE))
         torch.save({"phase": self.state.phase, "state": self.optimizer.state_dict()}, staging / "optimizer.pt")
         (staging / "state.json").write_text(json.dumps({"config": self.cfg.to_json(),
                                                         "state": asdict(self.state)}) + "\n")
@@ -367,6 +385,49 @@ class PriorTrainer:
         staging.replace(final)
         shutil.rmtree(old, ignore_errors=True)
         return final
+
+    def _load_ema(self, ckpt: Path) -> dict[str, torch.Tensor] | None:
+        """The checkpoint's moving average when it has one and this run keeps one; a checkpoint
+        without it (or an export) starts the average from its weights at the first update."""
+        if self.cfg.ema_decay <= 0 or not (ckpt / EMA_FILE).is_file():
+            return None
+        from safetensors.torch import load_file
+        ema = load_file(str(ckpt / EMA_FILE))
+        expected = {k for k, _ in self._ema_parameters()}
+        if set(ema) != expected:
+            raise TrainPriorError(f"{ckpt / EMA_FILE} does not match the models' parameters")
+        return ema
+
+    # -- moving average of the weights ------------------------------------------------------------
+    def _ema_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(f"{name}.{key}", p) for name in EMA_COMPONENTS
+                for key, p in self.models[name].named_parameters()]
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One update of the moving average towards the current weights (diffusion phase)."""
+        if self.cfg.ema_decay <= 0:
+            return
+        params = self._ema_parameters()
+        if self.ema is None:
+            self.ema = {k: p.detach().float().clone() for k, p in params}
+            self.state.ema_updates = 0
+        n = self.state.ema_updates
+        decay = min(self.cfg.ema_decay, (1 + n) / (10 + n))
+        averages = [self.ema[k] for k, _ in params]
+        torch._foreach_lerp_(averages, [p.detach().float() for _, p in params], 1.0 - decay)
+        self.state.ema_updates = n + 1
+
+    def exported_models(self) -> dict[str, torch.nn.Module]:
+        """Copies of the models as exported: with the moving average's weights when there is one
+        (the training weights stay as they are)."""
+        models = {name: copy.deepcopy(model) for name, model in self.models.items()}
+        if self.ema is not None:
+            with torch.no_grad():
+                for name in EMA_COMPONENTS:
+                    for key, p in models[name].named_parameters():
+                        p.copy_(self.ema[f"{name}.{key}"])
+        return models
 
     # -- optimisation ------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -478,6 +539,7 @@ class PriorTrainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)
         self.optimizer.step()
+        self.update_ema()
         return loss.item()
 
     def train(self, minutes: float | None = None, max_steps: int | None = None,
@@ -541,9 +603,8 @@ class PriorTrainer:
         staging = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        for name, model in self.models.items():
+        for name, model in self.exported_models().items():
             model.to(dtype).save_pretrained(str(staging / name), safe_serialization=True)
-            model.to(torch.float32)
         self.tokenizer.save_pretrained(str(staging / "tokenizer"))
         self.scheduler.save_pretrained(str(staging / "scheduler"))
         index = {
@@ -562,6 +623,7 @@ class PriorTrainer:
                 "trained_on": "animus3d synthetic motion clips", "config": self.cfg.to_json(),
                 "phase": self.state.phase, "step": self.state.step, "seconds": round(self.state.total_seconds, 1),
                 "resolution": self.cfg.resolution, "frames": self.cfg.frames, "weights": weights,
+                "averaged_weights": self.ema is not None,
                 "history": self.state.history}, indent=2) + "\n")
 
         plain_weights = str(dtype).removeprefix("torch.")

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror-probability", type=float,
                         help="share of training samples flipped left-right with 'left'/'right' swapped in "
                              "the caption, default 0 (may change on resume)")
+    parser.add_argument("--ema-decay", type=float,
+                        help="export a moving average of the diffusion weights with this decay, e.g. 0.999; "
+                             "default 0: off (may change on resume)")
     parser.add_argument("--render-backend", default="auto", help="dataset renderer: auto, torch or gsplat")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
 
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                                     ("motion_weight", args.motion_weight),
                                     ("mirror_probability", args.mirror_probability), ("clips", args.clips),
                                     ("data_seed", args.data_seed), ("objects_per_kind", args.objects_per_kind),
-                                    ("first_object_seed", args.first_object_seed)) if v is not None}
+                                    ("first_object_seed", args.first_object_seed),
+                                    ("ema_decay", args.ema_decay)) if v is not None}
         if args.objects_per_kind is not None and args.first_object_seed is None:
             # A run from before December 2026 resumes with first seed 0: more objects from there would
             # take in the suite's objects (seeds 100-112).
