@@ -52,6 +52,11 @@ if [ -d "$RUN/export" ]; then
   tar -C "$RUN" -cf "$OUT/prior.tar" export
   du -h "$OUT/prior.tar"
 fi
+# The checkpoint first: what is in $OUT comes back even when a check below runs past the call's limit.
+if [ -d "$RUN/checkpoint" ]; then
+  tar -C "$RUN" -cf - --exclude optimizer.pt checkpoint | split -b 15M - "$OUT/checkpoint.tar.part-"
+  ls -l "$OUT"
+fi
 if [ -n "${CHECK_CLIPS:-}" ] && [ -d "$RUN/export" ]; then
   python3 -m animus3d_worker.cli check-prior --prior "$RUN/export" --clips "$CHECK_CLIPS" --device cuda \
     --render-backend torch --out "$OUT/check.json" 2>&1 | grep -v "Loading weights" | tail -n 20
@@ -64,9 +69,5 @@ if [ -n "${SDEDIT_SUITE:-}" ] && [ -d "$RUN/export" ]; then
   python3 scripts/sdedit_probe.py --suite "$SDEDIT_SUITE" --prior "$RUN/export" --strengths 0.95 \
     --guidances 15,30 --device cuda 2>&1 | grep -v "Loading weights" > "$OUT/sdedit.txt"
   tail -n 12 "$OUT/sdedit.txt"
-fi
-if [ -d "$RUN/checkpoint" ]; then
-  tar -C "$RUN" -cf - --exclude optimizer.pt checkpoint | split -b 15M - "$OUT/checkpoint.tar.part-"
-  ls -l "$OUT"
 fi
 exit "$status"
