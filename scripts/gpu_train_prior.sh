@@ -11,6 +11,11 @@
 #   Carry it on every follow-up call: a machine reported warm at the end of one call is released after
 #   ~30 s idle, and without a checkpoint the script starts again from FROM, saying only "continuing the exported
 #   prior" (seen 2026-12-02).
+# - With --ema-decay the checkpoint holds the moving average too (~50 MB): with the ~14 MB of wheels
+#   that is over the device tool's 64 MiB carry limit (refused, 3 Dec 2026). Within one warm machine
+#   do not carry it (the run directory stays there between back-to-back calls); on a fresh machine
+#   continue from the export instead (FROM=worker/assets/prior: the average, in fp16), which restarts
+#   the raw weights and the average from it.
 # - --batch-size 128 --lr 4e-4 on an H200: 166 steps/min, 2.3x the clips a minute of batch 32.
 # - Without a checkpoint, FROM (e.g. worker/assets/prior, the committed export) continues that run
 #   in float32 with a fresh AdamW: the checkpoint is not needed to keep training the shipped prior.
