@@ -39,7 +39,7 @@ def test_the_window_starts_at_two_frames_and_reaches_all_of_them():
 
 
 def test_the_guide_is_a_clip_of_the_front_view_drawn_deterministically(problem_parts):
-    problem, settings = _problem(problem_parts, guide_denoise_steps=2)
+    problem, settings = _problem(problem_parts, guide_denoise_steps=2, guide_noise="inverted")
     prior = load_prior("tiny", device="cpu")
     cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
     first = draw_guide_clip(prior, problem, cond, settings)
@@ -77,6 +77,8 @@ def test_guide_settings_are_validated():
     with pytest.raises(ValueError):
         JobSettings.from_preset("standard", guide_steps=-1)
     assert JobSettings.from_preset("paper").guide_steps == 0  # the paper's method has no guide
+    defaults = JobSettings.from_preset("standard")  # what switching the stage on gives: the measured best
+    assert (defaults.guide_noise, defaults.guide_guidance_scale) == ("anchored", 30.0)
     with pytest.raises(ValueError, match="guide_noise"):
         JobSettings.from_preset("standard", guide_noise="random")
 
