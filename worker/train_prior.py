@@ -386,6 +386,7 @@ class PriorTrainer:
         shutil.rmtree(old, ignore_errors=True)
         return final
 
+    # -- moving average of the weights ------------------------------------------------------------
     def _load_ema(self, ckpt: Path) -> dict[str, torch.Tensor] | None:
         """The checkpoint's moving average when it has one and this run keeps one; a checkpoint
         without it (or an export) starts the average from its weights at the first update."""
@@ -398,7 +399,6 @@ class PriorTrainer:
             raise TrainPriorError(f"{ckpt / EMA_FILE} does not match the models' parameters")
         return ema
 
-    # -- moving average of the weights ------------------------------------------------------------
     def _ema_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(f"{name}.{key}", p) for name in EMA_COMPONENTS
                 for key, p in self.models[name].named_parameters()]
