@@ -43,9 +43,9 @@ class JobSettings:
     lora_rank: int = 16
     lora_alpha: float = 16.0
     lora_lr: float = 1e-4
-    # Stage 2a (optional, before MSD): the prior draws a guide clip from the still front render (DDIM
-    # inversion to `guide_strength`, then sampling under the motion prompt) and the field is fitted to
-    # it for `guide_steps` steps (0 skips the stage: the paper's method).
+    # Stage 2a (optional, before MSD): the prior draws a guide clip from the still front render (noised
+    # to `guide_strength`, then sampled under the motion prompt) and the field is fitted to it for
+    # `guide_steps` steps (0 skips the stage: the paper's method).
     # `guide_noise`: "anchored" starts from fresh noise (seeded by the job) with the first frame held
     # to the still render's while sampling; "inverted" from the DDIM-inverted still render, which
     # pulls the clip back to the still object (docs/evaluation.md, eighth session: with the embedded

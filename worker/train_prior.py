@@ -44,7 +44,7 @@ log = logging.getLogger("animus3d.train_prior")
 MAX_TEXT_LENGTH = 77
 EXPORT_LIMIT_BYTES = 15 * 1024 * 1024
 EMA_FILE = "ema.safetensors"  # in a checkpoint: the moving average of the diffusion weights
-EMA_COMPONENTS = ("unet", "text_encoder")  # the models the diffusion phase trains
+DIFFUSION_COMPONENTS = ("unet", "text_encoder")  # the models the diffusion phase trains (and averages)
 MODELSCOPE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                             beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False,
                             set_alpha_to_one=False, steps_offset=1)
@@ -248,6 +248,12 @@ def build_models(cfg: TrainConfig, tokenizer) -> dict:
     return {"unet": unet, "vae": vae, "text_encoder": text}
 
 
+def diffusion_parameters(models: dict) -> list[tuple[str, torch.nn.Parameter]]:
+    """("component.parameter", parameter) of the models the diffusion phase trains, in the optimiser's
+    order: the names key the moving average (checkpoint and export)."""
+    return [(f"{name}.{key}", p) for name in DIFFUSION_COMPONENTS for key, p in models[name].named_parameters()]
+
+
 def count_parameters(models: dict) -> int:
     return sum(p.numel() for m in models.values() for p in m.parameters())
 
@@ -394,21 +400,17 @@ class PriorTrainer:
             return None
         from safetensors.torch import load_file
         ema = load_file(str(ckpt / EMA_FILE))
-        expected = {k for k, _ in self._ema_parameters()}
+        expected = {k for k, _ in diffusion_parameters(self.models)}
         if set(ema) != expected:
             raise TrainPriorError(f"{ckpt / EMA_FILE} does not match the models' parameters")
         return ema
-
-    def _ema_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        return [(f"{name}.{key}", p) for name in EMA_COMPONENTS
-                for key, p in self.models[name].named_parameters()]
 
     @torch.no_grad()
     def update_ema(self) -> None:
         """One update of the moving average towards the current weights (diffusion phase)."""
         if self.cfg.ema_decay <= 0:
             return
-        params = self._ema_parameters()
+        params = diffusion_parameters(self.models)
         if self.ema is None:
             self.ema = {k: p.detach().float().clone() for k, p in params}
             self.state.ema_updates = 0
@@ -424,9 +426,8 @@ class PriorTrainer:
         models = {name: copy.deepcopy(model) for name, model in self.models.items()}
         if self.ema is not None:
             with torch.no_grad():
-                for name in EMA_COMPONENTS:
-                    for key, p in models[name].named_parameters():
-                        p.copy_(self.ema[f"{name}.{key}"])
+                for key, p in diffusion_parameters(models):
+                    p.copy_(self.ema[key])
         return models
 
     # -- optimisation ------------------------------------------------------------------------------
@@ -434,7 +435,7 @@ class PriorTrainer:
         if self.state.phase == "vae":
             params, lr = list(self.models["vae"].parameters()), self.cfg.vae_lr
         else:
-            params = list(self.models["unet"].parameters()) + list(self.models["text_encoder"].parameters())
+            params = [p for _, p in diffusion_parameters(self.models)]
             lr = self.cfg.lr
         return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
@@ -519,7 +520,8 @@ class PriorTrainer:
         return self.models["text_encoder"](tokens)[0]
 
     def diffusion_step(self) -> float:
-        unet, text = self.models["unet"].train(), self.models["text_encoder"].train()
+        unet = self.models["unet"].train()
+        self.models["text_encoder"].train()
         index = self._batch_indices(self.cfg.batch_size)
         latents, captions = self.diffusion_batch(index)
         noise = torch.randn(latents.shape, generator=self.generator).to(self.device)
@@ -537,7 +539,7 @@ class PriorTrainer:
             loss = F.mse_loss(eps.float(), noise)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(text.parameters()), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in diffusion_parameters(self.models)], 1.0)
         self.optimizer.step()
         self.update_ema()
         return loss.item()

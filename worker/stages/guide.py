@@ -2,9 +2,10 @@
 
 MSD follows the prior's one-step score, and a small prior's one-step score at a still render says
 little about which way to move (docs/evaluation.md, "Why MSD does not find the motions the prior
-recognises"). Sampling many steps does say it: the still front render, DDIM-inverted under the static
-prompt to a high noise level and sampled back under the motion prompt with classifier-free guidance
-(SDEdit), comes out as a clip of the object moving. The field is fitted to that clip in pixel space
+recognises"). Sampling many steps does say it: the still front render taken to a high noise level
+(fresh noise with its first frame held to the render, by default; or its DDIM inversion, which pulls
+the clip back to still) and sampled back under the motion prompt with classifier-free guidance comes
+out as a clip of the object moving. The field is fitted to that clip in pixel space
 from the front view, a few frames more every step (a motion grows out of the rest pose, so each new
 frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
 then continues from the fitted field (``msd_steps=0`` stops at the fit).
