@@ -27,6 +27,7 @@ import torch
 from animus3d_worker.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
 from animus3d_worker.pipeline import derive_static_prompt
 from animus3d_worker.priors import ddim, load_prior
+from animus3d_worker.priors.scoring import TIMESTEPS, prompt_preference
 
 
 def main() -> None:
@@ -48,6 +49,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1, help="with --suite --noise random: noise seeds per setting")
     ap.add_argument("--anchor-frames", type=int, default=0,
                     help="with --suite: hold the first N frames to the still clip's while sampling (replacement)")
+    ap.add_argument("--preference-repeats", type=int, default=1,
+                    help="with --draws > 1: also rank the draws over this many noises per timestep")
     args = ap.parse_args()
 
     prior = load_prior(args.prior, device=args.device)
@@ -124,6 +127,7 @@ def probe_suite(prior, args) -> None:
     cases = load_suite(args.suite)[: args.limit]
     settings = [(float(s), float(g)) for s in args.strengths.split(",") for g in args.guidances.split(",")]
     right = {key: 0 for key in settings}
+    picked_right = {key: 0 for key in settings}  # the draw the prior prefers (the guide stage's guide_draws)
     moving = 0
     empty = prior.encode_text([""])
     for case in cases:
@@ -145,18 +149,34 @@ def probe_suite(prior, args) -> None:
                     noise = torch.cat([torch.randn(z0.shape, generator=torch.Generator().manual_seed(k))
                                        for k in range(args.draws)]).to(z0.device)
                     x_t = prior.add_noise(z0.expand(args.draws, *z0.shape[1:]), noise, t_start)
-                anchor = ddim.leading_frames_anchor(z0, noise[:1], args.anchor_frames) if args.anchor_frames else None
+                anchor = ddim.leading_frames_anchor(z0, noise, args.anchor_frames) if args.anchor_frames else None
                 z = prior.ddim_sample(x_t, texts.repeat_interleave(x_t.shape[0], 0), t_start, args.steps,
                                       guidance_scale=guidance, anchor=anchor).float()
                 nearest = [names[int((refs - one).flatten(1).norm(dim=1).argmin())] for one in z]
                 right[(strength, guidance)] += case.expected in nearest and case.expected != "still"
-                found.append(f"{'/'.join(nearest)} (s{strength} g{guidance})")
+                kept = ""
+                if len(z) > 1:
+                    preference = prompt_preference(prior, z, texts[:1], static)
+                    pick = int(preference.argmin())
+                    picked_right[(strength, guidance)] += nearest[pick] == case.expected and case.expected != "still"
+                    kept = f" kept {nearest[pick]} [{' '.join(f'{p:+.4f}' for p in preference.tolist())}]"
+                    if args.preference_repeats > 1:  # the same measure over more noises, to see how stable it is
+                        more = prompt_preference(prior, z, texts[:1], static,
+                                                 timesteps=TIMESTEPS * args.preference_repeats, seed=1)
+                        kept += (f" kept-x{args.preference_repeats} {nearest[int(more.argmin())]} "
+                                 f"[{' '.join(f'{p:+.4f}' for p in more.tolist())}]")
+                    moved = (z - z0).flatten(1).norm(dim=1) / z0.norm()
+                    kept += f" moved [{' '.join(f'{m:.3f}' for m in moved.tolist())}]"
+                found.append(f"{'/'.join(nearest)}{kept} (s{strength} g{guidance})")
         moving += case.expected != "still"
         print(f"  {case.id:>22} expected {case.expected:>11}: nearest {', '.join(found)}", flush=True)
     for (strength, guidance), hits in right.items():
         draws = "" if args.noise == "inverted" else f" (any of {args.draws} draws of fresh noise)"
         print(f"suite {args.suite}: strength {strength} guidance {guidance}: the guide is the prompted motion{draws} "
               f"for {hits}/{moving} moving cases (nearest of the kind's motions at amplitude 1, still included)")
+        if args.draws > 1 and args.noise == "random":
+            print(f"  the draw the prior prefers (motion vs static prompt) is the prompted motion for "
+                  f"{picked_right[(strength, guidance)]}/{moving}")
 
 
 def write_sheet(prior, args, z, truth, motion: str, k: int, strength: float, guidance: float) -> None:

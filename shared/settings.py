@@ -50,8 +50,11 @@ class JobSettings:
     # to the still render's while sampling; "inverted" from the DDIM-inverted still render, which
     # pulls the clip back to the still object (docs/evaluation.md, eighth session: with the embedded
     # prior the prompted motion is drawn for 23/33 suite cases anchored at CFG 30, 9/33 inverted).
+    # `guide_draws` (anchored only): clips drawn from as many noises; the prior keeps the one its
+    # motion prompt explains best against the static prompt (lowest denoising-error difference).
     guide_steps: int = 0
     guide_noise: str = "anchored"
+    guide_draws: int = 1
     guide_strength: float = 0.95
     guide_guidance_scale: float = 30.0
     guide_denoise_steps: int = 20
@@ -167,6 +170,8 @@ class JobSettings:
             raise SettingsError(f"noise_mode must be one of {NOISE_MODES}")
         if self.guide_noise not in GUIDE_NOISES:
             raise SettingsError(f"guide_noise must be one of {GUIDE_NOISES}")
+        if self.guide_draws > 1 and self.guide_noise != "anchored":
+            raise SettingsError("guide_draws > 1 needs guide_noise='anchored' (an inverted guide is one deterministic clip)")
         if not self.t_min < self.t_max:
             raise SettingsError("t_min must be below t_max")
         if self.t_anneal and not self.t_min < self.t_anneal_to <= self.t_max:
@@ -191,6 +196,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "lora_alpha": (1e-3, 1e4),
     "lora_lr": (1e-7, 1.0),
     "guide_steps": (0, 100_000),
+    "guide_draws": (1, 64),
     "guide_strength": (0.01, 0.99),
     "guide_guidance_scale": (0.0, 100.0),
     "guide_denoise_steps": (1, 200),

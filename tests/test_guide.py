@@ -12,7 +12,8 @@ from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import load_prior
 from animus3d_worker.render import make_cameras
 from animus3d_worker.splat_tensors import SplatTensors
-from animus3d_worker.stages.guide import FRONT_VIEW, draw_guide_clip, fit_to_guide, fitted_window
+from animus3d_worker.priors.scoring import prompt_preference
+from animus3d_worker.stages.guide import FRONT_VIEW, draw_guide_clips, fit_to_guide, fitted_window
 from animus3d_worker.stages.msd import MotionProblem
 
 
@@ -42,8 +43,8 @@ def test_the_guide_is_a_clip_of_the_front_view_drawn_deterministically(problem_p
     problem, settings = _problem(problem_parts, guide_denoise_steps=2, guide_noise="inverted")
     prior = load_prior("tiny", device="cpu")
     cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
-    first = draw_guide_clip(prior, problem, cond, settings)
-    second = draw_guide_clip(prior, problem, cond, settings)
+    first = draw_guide_clips(prior, problem, cond, settings).kept_clip
+    second = draw_guide_clips(prior, problem, cond, settings).kept_clip
     assert first.shape == (settings.frames, 3, settings.resolution, settings.resolution)
     assert float(first.min()) >= 0.0 and float(first.max()) <= 1.0
     assert torch.equal(first, second)
@@ -81,13 +82,17 @@ def test_guide_settings_are_validated():
     assert (defaults.guide_noise, defaults.guide_guidance_scale) == ("anchored", 30.0)
     with pytest.raises(ValueError, match="guide_noise"):
         JobSettings.from_preset("standard", guide_noise="random")
+    with pytest.raises(ValueError, match="guide_draws"):  # inversion is deterministic: one clip only
+        JobSettings.from_preset("standard", guide_noise="inverted", guide_draws=4)
+    with pytest.raises(ValueError, match="guide_draws"):
+        JobSettings.from_preset("standard", guide_draws=0)
 
 
 def test_an_anchored_guide_starts_at_the_still_render_and_depends_on_the_job_seed(problem_parts):
     problem, settings = _problem(problem_parts, guide_denoise_steps=2, guide_noise="anchored")
     prior = load_prior("tiny", device="cpu")
     cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
-    draw = lambda seed: draw_guide_clip(prior, problem, cond, settings, torch.Generator().manual_seed(seed))  # noqa: E731
+    draw = lambda seed: draw_guide_clips(prior, problem, cond, settings, torch.Generator().manual_seed(seed)).kept_clip  # noqa: E731
     first, again, other = draw(1), draw(1), draw(2)
     with torch.no_grad():
         _, (means, quats, log_scales) = problem.deform(problem.frames)
@@ -97,3 +102,33 @@ def test_an_anchored_guide_starts_at_the_still_render_and_depends_on_the_job_see
     torch.testing.assert_close(other[0], rest)
     assert torch.equal(first, again)
     assert not torch.allclose(first[1:], other[1:])  # the rest of the clip is drawn from the seed's noise
+
+
+def test_of_several_draws_the_prior_keeps_the_one_its_motion_prompt_prefers(problem_parts):
+    problem, settings = _problem(problem_parts, guide_denoise_steps=2, guide_draws=3)
+    prior = load_prior("tiny", device="cpu")
+    cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
+    draws = draw_guide_clips(prior, problem, cond, settings, torch.Generator().manual_seed(5))
+    single = draw_guide_clips(prior, problem, cond, settings.replace(guide_draws=1), torch.Generator().manual_seed(5))
+    assert draws.clips.shape == (3, settings.frames, 3, settings.resolution, settings.resolution)
+    assert single.preferences == [] and single.kept == 0
+    # the first of several draws is the single draw of the same seed: more draws only add candidates
+    torch.testing.assert_close(draws.clips[0], single.kept_clip, atol=1e-5, rtol=0)
+    assert not torch.allclose(draws.clips[1, 1:], draws.clips[2, 1:])
+    assert len(draws.preferences) == 3 and draws.kept == min(range(3), key=draws.preferences.__getitem__)
+    # the preference is the prior's own: recomputed from the kept clip's latents it is the same number
+    latents = prior.encode_frames(draws.clips[draws.kept][None])
+    again = float(prompt_preference(prior, latents, cond.motion, cond.static)[0])
+    assert again == pytest.approx(draws.preferences[draws.kept], abs=2e-3)
+
+
+def test_a_prompt_does_not_prefer_itself_and_clips_are_compared_under_the_same_noise():
+    prior = load_prior("tiny", device="cpu")
+    cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
+    clips = torch.rand(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    latents = prior.encode_frames(torch.cat([clips[:1], clips[:1], clips[1:]]))
+    same = prompt_preference(prior, latents, cond.motion, cond.motion)
+    assert torch.equal(same, torch.zeros(3))  # one caption against itself: no preference at all
+    scores = prompt_preference(prior, latents, cond.motion, cond.static)
+    assert float(scores[0]) == pytest.approx(float(scores[1]), abs=1e-6)  # the same clip twice: the same noise
+    assert float(scores[0]) != pytest.approx(float(scores[2]), abs=1e-6)

@@ -77,6 +77,15 @@ def test_guide_stage_runs_before_msd_and_reports_its_fit(blob, priors, tmp_path)
     np.testing.assert_array_equal(result.animation.delta_position[0], 0.0)
 
 
+def test_a_guide_without_msd_fits_no_lora_and_says_which_draw_it_kept(blob, priors, tmp_path):
+    result, _, progress = run(blob, priors, tmp_path, refine_steps=0, msd_steps=0, guide_steps=3,
+                              guide_denoise_steps=2, guide_draws=2)
+    assert "lora" not in result.loss_history and "static_prior_cache_hit" not in result.timings
+    assert len(result.loss_history["guide"]) == 3
+    assert any("kept guide draw" in (p.message or "") for p in progress if p.stage == "guide")
+    assert float(np.abs(result.animation.delta_position[1:]).max()) > 0.0  # the fit moved the field
+
+
 def test_same_seed_same_result(blob, priors, tmp_path):
     a, _, _ = run(blob, priors, tmp_path, refine_steps=0)
     b, _, _ = run(blob, priors, tmp_path, refine_steps=0)

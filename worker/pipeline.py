@@ -128,7 +128,8 @@ def run_job(
     clock = EtaClock()
     job_start = time.perf_counter()
 
-    needs_lora = settings.static_prior == "lora" and settings.score_mode == "msd"
+    # The LoRA is ε_static of MSD only: no MSD steps, no LoRA to fit (the guide stage uses the base model).
+    needs_lora = settings.static_prior == "lora" and settings.score_mode == "msd" and settings.msd_steps > 0
     # Relative cost of one step of each stage (in UNet forwards), for the ETA.
     inv = settings.inversion_steps / settings.inversion_every if settings.noise_mode == "ddim_inversion" else 0.0
     weights = {"static_prior": 1.5 * settings.lora_batch * settings.lora_steps * needs_lora,  # forward + backward

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 import torch
 
 from .motion_data import KIND_MOTIONS, build_clip, clip_specs, describe
+from .priors.scoring import TIMESTEPS, denoising_errors
 
 HELD_OUT_SEED = 777  # clip_specs seed of the check's clips (training runs so far used data seeds 0 and 1)
 # With new_objects: object seeds no training run uses (train_prior starts new runs at 10000 and draws
 # 2000 a kind; runs before December 2026 used seeds 0-5, the check's default objects).
 HELD_OUT_OBJECT_SEED = 1_000_000
 NEW_OBJECTS_PER_KIND = 1000
-TIMESTEPS = (100, 300, 500, 700, 900)
 
 
 @dataclass
@@ -48,17 +48,10 @@ def classify_clip(prior, frames: torch.Tensor, kind: str, *, timesteps=TIMESTEPS
                   caption_index: int = 0) -> tuple[str, dict[str, float]]:
     """The prior's guess for one clip ``[T, 3, H, W]``: (label, mean noise-prediction error per label)."""
     labels = KIND_MOTIONS[kind]
-    captions = [describe(kind, label, index=caption_index) for label in labels]
-    text = prior.encode_text(captions)
-    latents = prior.encode_frames(frames[None].to(prior.device)).float()
-    generator = torch.Generator().manual_seed(seed)
-    errors = torch.zeros(len(labels))
-    for t in timesteps:
-        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
-        noisy = prior.add_noise(latents, noise, t).expand(len(labels), *latents.shape[1:])
-        eps = prior.predict_noise(noisy, t, text).float()
-        errors += ((eps - noise) ** 2).flatten(1).mean(1).cpu()
-    errors /= len(timesteps)
+    text = prior.encode_text([describe(kind, label, index=caption_index) for label in labels])
+    latents = prior.encode_frames(frames[None].to(prior.device))
+    errors = denoising_errors(prior, latents, text, timesteps=timesteps,
+                              generator=torch.Generator().manual_seed(seed))[0]
     scores = {label: float(e) for label, e in zip(labels, errors)}
     return labels[int(errors.argmin())], scores
 

@@ -5,7 +5,8 @@ little about which way to move (docs/evaluation.md, "Why MSD does not find the m
 recognises"). Sampling many steps does say it: the still front render taken to a high noise level
 (fresh noise with its first frame held to the render, by default; or its DDIM inversion, which pulls
 the clip back to still) and sampled back under the motion prompt with classifier-free guidance comes
-out as a clip of the object moving. The field is fitted to that clip in pixel space
+out as a clip of the object moving; of several such draws (``guide_draws``) the prior keeps the one its
+motion prompt explains best against the static prompt. The field is fitted to that clip in pixel space
 from the front view, a few frames more every step (a motion grows out of the rest pose, so each new
 frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
 then continues from the fitted field (``msd_steps=0`` stops at the fit).
@@ -21,8 +22,8 @@ import torch
 
 from animus3d_shared.settings import JobSettings
 
-from ..events import JobEvents
-from ..priors import ddim
+from ..events import JobEvents, Progress
+from ..priors import ddim, scoring
 from .msd import Conditioning, MotionProblem, fit_step
 
 FRONT_VIEW = 0  # make_cameras puts the front camera first
@@ -34,15 +35,31 @@ PIXEL_WEIGHT = 100.0  # the squared error of [0, 1] pixels is small next to ARAP
 class GuideOutcome:
     clip: torch.Tensor  # [T, 3, H, W] in [0, 1], the guide the field was fitted to
     losses: dict[str, list[float]] = field(default_factory=dict)
+    preferences: list[float] = field(default_factory=list)  # per draw (``guide_draws`` > 1), lower kept
+    kept_draw: int = 0
 
 
-def draw_guide_clip(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """The prior's clip of the still object moving as prompted, from the front view: [T, 3, H, W].
+@dataclass
+class GuideDraws:
+    clips: torch.Tensor  # [N, T, 3, H, W] in [0, 1]
+    preferences: list[float]  # the prior's preference for each (prompt_preference; empty for one draw)
+    kept: int  # the index of the clip the field is fitted to
 
-    ``guide_noise`` "inverted": sampled from the DDIM inversion of the still clip (under the static
-    prompt); "anchored": from fresh noise (``generator``), its first frame held to the still render's
-    at every noise level, so the prior continues the object's rest pose."""
+    @property
+    def kept_clip(self) -> torch.Tensor:
+        return self.clips[self.kept]
+
+
+def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings,
+                     generator: torch.Generator | None = None) -> GuideDraws:
+    """The prior's clips of the still object moving as prompted, from the front view.
+
+    ``guide_noise`` "inverted": one clip sampled from the DDIM inversion of the still clip (under the
+    static prompt); "anchored": ``guide_draws`` clips from fresh noise (``generator``), each with its
+    first frame held to the still render's at every noise level, so the prior continues the object's
+    rest pose. Of several draws the one kept is the one the prior itself says the motion prompt
+    explains best against the static prompt (``scoring.prompt_preference``): no list of motions
+    is involved, and a draw that stayed still loses to one that moved as prompted."""
     with torch.no_grad():
         (_, (means, quats, log_scales)) = problem.deform(problem.frames)
         still = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))  # the field is still the identity
@@ -50,15 +67,21 @@ def draw_guide_clip(prior, problem: MotionProblem, cond: Conditioning, settings:
         t_start = int(round(settings.guide_strength * (prior.num_train_timesteps - 1)))
         anchor = None
         if settings.guide_noise == "anchored":
-            noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-            x_t = prior.add_noise(latents, noise, t_start)
+            shape = (settings.guide_draws, *latents.shape[1:])
+            noise = torch.randn(shape, generator=generator).to(latents.device, latents.dtype)
+            x_t = prior.add_noise(latents.expand(shape), noise, t_start)
             anchor = ddim.leading_frames_anchor(latents, noise, 1)
         else:
             x_t, _ = prior.ddim_invert(latents, cond.static, t_start, settings.guide_denoise_steps, lora=False)
-        texts = torch.cat([cond.motion, cond.negative])
+        draws = x_t.shape[0]
+        texts = torch.cat([cond.motion.expand(draws, -1, -1), cond.negative.expand(draws, -1, -1)])
         sampled = prior.ddim_sample(x_t, texts, t_start, settings.guide_denoise_steps, lora=False,
                                     guidance_scale=settings.guide_guidance_scale, anchor=anchor)
-        return prior.decode_latents(sampled).float()[0]
+        preferences, kept = [], 0
+        if draws > 1:
+            scores = scoring.prompt_preference(prior, sampled, cond.motion, cond.static)
+            preferences, kept = [float(s) for s in scores], int(scores.argmin())
+        return GuideDraws(prior.decode_latents(sampled).float(), preferences, kept)
 
 
 def fitted_window(step: int, total: int, frames: int) -> int:
@@ -86,6 +109,13 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
 
 def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
                  on_step=None, generator: torch.Generator | None = None) -> GuideOutcome:
-    """Draws the guide clip and fits the field to it."""
-    guide = draw_guide_clip(prior, problem, cond, settings, generator)
-    return GuideOutcome(clip=guide, losses=fit_to_guide(problem, guide, settings, events, on_step))
+    """Draws the guide clip(s), keeps one and fits the field to it."""
+    draws = draw_guide_clips(prior, problem, cond, settings, generator)
+    if draws.preferences:
+        ranked = ", ".join(f"{p:+.4f}" for p in draws.preferences)
+        events.progress(Progress("guide", 0, settings.guide_steps,
+                                 message=f"kept guide draw {draws.kept + 1} of {len(draws.preferences)} "
+                                         f"(motion-vs-still preference {ranked})"))
+    guide = draws.kept_clip
+    return GuideOutcome(clip=guide, losses=fit_to_guide(problem, guide, settings, events, on_step),
+                        preferences=draws.preferences, kept_draw=draws.kept)
