@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1, help="with --suite --noise random: noise seeds per setting")
     ap.add_argument("--anchor-frames", type=int, default=0,
                     help="with --suite: hold the first N frames to the still clip's while sampling (replacement)")
+    ap.add_argument("--save-latents", metavar="FILE.pt",
+                    help="with --suite: save every case's sampled latents, still latents and nearest motions (fp16)")
     ap.add_argument("--preference-repeats", type=int, default=1,
                     help="with --draws > 1: also rank the draws over this many noises per timestep")
     args = ap.parse_args()
@@ -130,6 +132,8 @@ def probe_suite(prior, args) -> None:
     picked_right = {key: 0 for key in settings}  # the draw the prior prefers (the guide stage's guide_draws)
     moving = 0
     empty = prior.encode_text([""])
+    saved = {}
+    rule_right = {}
     for case in cases:
         obj = make_object(case.kind, case.seed, case.count)
         names = list(KIND_MOTIONS[case.kind])
@@ -167,9 +171,21 @@ def probe_suite(prior, args) -> None:
                                  f"[{' '.join(f'{p:+.4f}' for p in more.tolist())}]")
                     moved = (z - z0).flatten(1).norm(dim=1) / z0.norm()
                     kept += f" moved [{' '.join(f'{m:.3f}' for m in moved.tolist())}]"
+                    for rule, pick in label_free_picks(z).items():
+                        rule_right.setdefault((strength, guidance, rule), 0)
+                        rule_right[(strength, guidance, rule)] += nearest[pick] == case.expected
+                        kept += f" {rule}:{nearest[pick]}"
                 found.append(f"{'/'.join(nearest)}{kept} (s{strength} g{guidance})")
+                saved[(case.id, strength, guidance)] = {"sampled": z[:8].half().cpu(), "expected": case.expected,
+                                                        "nearest": nearest}
+        for key in [k for k in saved if k[0] == case.id]:
+            saved[key].update(still=z0.half().cpu())
         moving += case.expected != "still"
         print(f"  {case.id:>22} expected {case.expected:>11}: nearest {', '.join(found)}", flush=True)
+    for (strength, guidance, rule), hits in sorted(rule_right.items()):
+        print(f"  s{strength} g{guidance} rule {rule}: the picked draw is the expected motion for {hits}/{len(cases)} cases")
+    if args.save_latents:
+        torch.save(saved, args.save_latents)
     for (strength, guidance), hits in right.items():
         draws = "" if args.noise == "inverted" else f" (any of {args.draws} draws of fresh noise)"
         print(f"suite {args.suite}: strength {strength} guidance {guidance}: the guide is the prompted motion{draws} "
@@ -177,6 +193,25 @@ def probe_suite(prior, args) -> None:
         if args.draws > 1 and args.noise == "random":
             print(f"  the draw the prior prefers (motion vs static prompt) is the prompted motion for "
                   f"{picked_right[(strength, guidance)]}/{moving}")
+
+
+def label_free_picks(z: torch.Tensor) -> dict[str, int]:
+    """Candidate rules for choosing one of several draws ``[N, C, T, h, w]`` without a list of motions:
+    each draw's motion is its frames' latents minus its first frame's (appearance drift cancels)."""
+    motion = (z[:, :, 1:] - z[:, :, :1]).flatten(1).float()
+    energy = motion.norm(dim=1)
+    distances = torch.cdist(motion, motion)
+    moving = energy.argsort(descending=True)[: max(1, (len(z) + 1) // 2)]
+    sub = distances[moving][:, moving]
+    radius = distances[distances > 0].median() if len(z) > 1 else torch.tensor(0.0)
+    dense = ((distances[moving] < radius).sum(1).float() * 1e3 + energy[moving]).argmax()
+    quarter = energy.argsort(descending=True)[: max(1, (len(z) + 3) // 4)]
+    return {"max_energy": int(energy.argmax()),
+            "median_energy": int(energy.argsort()[len(z) // 2]),
+            "medoid_all": int(distances.sum(1).argmin()),
+            "medoid_moving_half": int(moving[sub.sum(1).argmin()]),
+            "densest_moving_half": int(moving[dense]),
+            "medoid_moving_quarter": int(quarter[distances[quarter][:, quarter].sum(1).argmin()])}
 
 
 def write_sheet(prior, args, z, truth, motion: str, k: int, strength: float, guidance: float) -> None:

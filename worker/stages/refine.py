@@ -3,7 +3,8 @@
 The motion field is continuous in time, so it is queried at ``refine_frame_multiplier`` × the
 frames. The dense clip is rendered, noised to ``refine_strength`` and denoised by the refinement
 prior (a larger video model when one is configured) under the motion prompt and decoded; the field
-is then pulled towards that refined clip in pixel space, with the same ARAP and TV-3D regularisers.
+is then pulled towards that refined clip in pixel space (weighted as the guide fit is), with the same
+ARAP and TV-3D regularisers.
 No gradient goes through the larger model or its VAE, so the stage costs little memory; the refined
 target is recomputed every ``REFRESH_EVERY`` steps, as the field moves.
 """
@@ -17,7 +18,7 @@ import torch
 from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents
-from .msd import Conditioning, MotionProblem, choose_views, fit_step
+from .msd import PIXEL_FIT_WEIGHT, Conditioning, MotionProblem, choose_views, fit_step
 
 REFRESH_EVERY = 10
 DENOISE_STEPS = 4
@@ -62,7 +63,7 @@ def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: J
                 refined = sdedit_target(prior, latents, cond.motion, cond.negative, settings.refine_strength,
                                         settings.guidance_scale, generator)
                 target = prior.decode_latents(refined).float()
-        terms = {"refine": torch.nn.functional.mse_loss(clips.float(), target)}
+        terms = {"refine": PIXEL_FIT_WEIGHT * torch.nn.functional.mse_loss(clips.float(), target)}
         terms.update(problem.regularisers(deltas, means, settings, generator))
         fit_step("refine", step, total, terms, settings, optimiser, outcome.losses, events, on_step)
     return outcome
