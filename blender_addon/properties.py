@@ -7,11 +7,12 @@ import re
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .animus3d_shared.settings import NOISE_MODES, PRESETS, STATIC_PRIORS
+from .animus3d_shared.settings import NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings
 from .local_worker import DEFAULT_COMMAND
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
-ADVANCED_FIELDS = ("msd_steps", "lora_steps", "guidance_scale", "arap_weight", "tv_weight", "noise_mode", "static_prior")
+STANDARD = JobSettings.from_preset("standard")
+ADVANCED_FIELDS = ("guide_steps", "msd_steps", "lora_steps", "guidance_scale", "arap_weight", "tv_weight", "noise_mode", "static_prior")
 
 
 def derive_static_prompt(object_name: str) -> str:
@@ -30,7 +31,7 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
     )
     preset: EnumProperty(
         name="Preset",
-        items=[(name, name.capitalize(), f"the '{name}' preset") for name in PRESETS],
+        items=[(name, name.replace("_", " ").capitalize(), f"the '{name}' preset") for name in PRESETS],
         default="standard",  # minutes on one GPU; "draft" for a quick look, "paper" takes hours
     )
     frames: IntProperty(name="Frames", description="0: the preset's frame count", default=0, min=0, max=128)
@@ -38,8 +39,10 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
     show_advanced: BoolProperty(name="Advanced", default=False)
     use_advanced: BoolProperty(name="Override preset", description="Send the advanced settings below", default=False)
     # Override defaults are the standard preset's, so ticking "Override preset" changes nothing by itself.
-    msd_steps: IntProperty(name="MSD steps", default=PRESETS["standard"]["msd_steps"], min=0, max=100_000)
-    lora_steps: IntProperty(name="LoRA steps", default=PRESETS["standard"]["lora_steps"], min=0, max=100_000)
+    guide_steps: IntProperty(name="Guide fit steps", description="0: no guide clip (the paper's method)",
+                             default=STANDARD.guide_steps, min=0, max=100_000)
+    msd_steps: IntProperty(name="MSD steps", default=STANDARD.msd_steps, min=0, max=100_000)
+    lora_steps: IntProperty(name="LoRA steps", default=STANDARD.lora_steps, min=0, max=100_000)
     guidance_scale: FloatProperty(name="Guidance", default=7.5, min=0.0, max=100.0)
     arap_weight: FloatProperty(name="ARAP weight", default=8.0, min=0.0, max=1e6)
     tv_weight: FloatProperty(name="TV weight", default=1.0, min=0.0, max=1e6)

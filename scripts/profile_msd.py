@@ -19,7 +19,7 @@ from animus3d_worker.timing import SectionTimer
 dev = torch.device("cuda")
 prior = build_full_size_prior(dev, torch.bfloat16)
 splat = make_character(seed=0, count=200_000)
-settings = JobSettings.from_preset(sys.argv[1] if len(sys.argv) > 1 else "standard")
+settings = JobSettings.from_preset(sys.argv[1] if len(sys.argv) > 1 else "msd_standard")
 t = SplatTensors.from_splat(splat, dev)
 cams = make_cameras(*t.bbox, resolution=settings.resolution, orbit_views=settings.orbit_views, device=dev)
 cond = encode_conditioning(prior, "the character waves its right arm", "the character, standing still")

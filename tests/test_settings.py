@@ -48,8 +48,16 @@ def test_paper_preset_is_the_paper_and_standard_is_minute_scale():
     assert (paper.lora_steps, paper.msd_steps, paper.inversion_every, paper.frames, paper.resolution) == \
         (3000, 5000, 1, 16, 256)
     assert JobSettings() == paper.replace(preset="paper")
-    standard = JobSettings.from_preset("standard")
-    # Same output as the paper (frames, resolution), far fewer UNet forwards.
-    assert (standard.frames, standard.resolution) == (paper.frames, paper.resolution)
-    forwards = lambda s: s.lora_steps * s.lora_batch + s.msd_steps * (3 + s.inversion_steps / s.inversion_every)  # noqa: E731
-    assert forwards(standard) * 10 < forwards(paper)
+
+    def forwards(s: JobSettings) -> float:  # UNet forwards of a job (CFG doubles the guide's sampling)
+        msd = s.msd_steps * (3 + s.inversion_steps / s.inversion_every)
+        lora = s.lora_steps * s.lora_batch if s.msd_steps and s.static_prior == "lora" else 0
+        return lora + msd + 2 * s.guide_denoise_steps * (s.guide_steps > 0) + s.refine_steps
+
+    standard, msd_standard = JobSettings.from_preset("standard"), JobSettings.from_preset("msd_standard")
+    # the default generates then fits (no MSD, so no LoRA); msd_standard is the paper's method at minute scale
+    assert standard.guide_steps > 0 and standard.msd_steps == 0
+    assert msd_standard.guide_steps == 0 and msd_standard.msd_steps > 0 and msd_standard.static_prior == "lora"
+    for fast in (standard, msd_standard):  # same output as the paper (frames, resolution), far fewer forwards
+        assert (fast.frames, fast.resolution) == (paper.frames, paper.resolution)
+        assert forwards(fast) * 10 < forwards(paper)

@@ -201,7 +201,7 @@ def reference_settings(preset: str = "paper") -> JobSettings:
     return JobSettings.from_preset(preset, batched_scores=False, inversion_every=1, cuda_graphs=False)
 
 
-def run_bench(device: str = "cuda", presets: tuple[str, ...] = ("draft", "standard", "high", "paper"), gaussians: int = 200_000,
+def run_bench(device: str = "cuda", presets: tuple[str, ...] = ("draft", "msd_standard", "high", "paper"), gaussians: int = 200_000,
               msd_steps: int = 6, lora_steps: int = 6, refine_steps: int = 10, reference: bool = True,
               small: bool = False, printer=print) -> dict:
     """Measures each preset (optimised) and the reference configuration; prints and returns a table."""
@@ -239,8 +239,8 @@ def run_bench(device: str = "cuda", presets: tuple[str, ...] = ("draft", "standa
                                         msd_steps=max(2, msd_steps // 2), refine_steps=refine_steps)
         rows["reference"]["projected_s"] = project_seconds(rows["reference"], settings)
         rows["reference"]["first_preview_s"] = project_first_preview(rows["reference"], settings)
-        if "standard" in rows:  # the reference executing the standard preset's step counts
-            standard = JobSettings.from_preset("standard")
+        if "msd_standard" in rows:  # the reference executing the msd_standard preset's step counts
+            standard = JobSettings.from_preset("msd_standard")
             rows["reference"]["projected_standard_steps_s"] = project_seconds(rows["reference"], standard)
         printer("  measured reference (fp32, one forward per prediction, full inversion every step)")
     return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "gaussians": gaussians,
@@ -262,17 +262,17 @@ def format_table(result: dict) -> str:
             v = rows[c].get(key)
             cells.append("—" if v is None or v != v else (f"{v:.2f}" if "gib" in key else f"{v:.1f}"))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    if "reference" in rows and "standard" in rows:
-        ref, std = rows["reference"], rows["standard"]
+    if "reference" in rows and "msd_standard" in rows:
+        ref, std = rows["reference"], rows["msd_standard"]
         lines.append("")
-        lines.append(f"`standard` against the reference (the paper's run executed directly: fp32, one forward per "
+        lines.append(f"`msd_standard` against the reference (the paper's run executed directly: fp32, one forward per "
                      f"prediction, full inversion every step, eager), same run: MSD step "
                      f"{ref['msd_ms'] / std['msd_ms']:.1f}×, LoRA step {ref['lora_ms'] / std['lora_ms']:.1f}× "
-                     f"(batch {JobSettings.from_preset('standard').lora_batch} vs 1)")
+                     f"(batch {JobSettings.from_preset('msd_standard').lora_batch} vs 1)")
         if "projected_standard_steps_s" in ref:
             lines.append(f"  same step counts (execution only): {ref['projected_standard_steps_s'] / 60:.1f} min → "
                          f"{std['projected_s'] / 60:.1f} min = {ref['projected_standard_steps_s'] / std['projected_s']:.1f}×")
-        lines.append(f"  whole job (paper's step counts → standard's): {ref['projected_s'] / 60:.1f} min → "
+        lines.append(f"  whole job (paper's step counts → msd_standard's): {ref['projected_s'] / 60:.1f} min → "
                      f"{std['projected_s'] / 60:.1f} min = {ref['projected_s'] / std['projected_s']:.1f}×")
     return "\n".join(lines)
 

@@ -55,6 +55,13 @@ class GlobalMotion(nn.Module):
         values = interpolate_knots(params, times) - params[:1]
         return values[:, :3], values[:, 3:6], values[:, 6:]
 
+    def departure_from_rest(self) -> torch.Tensor:
+        """Mean square of every knot's rotation vector, translation and log-scale relative to time 0: a
+        weak pull to rest, so that what the target does not constrain (a turn towards a single fitting
+        camera) stays put instead of drifting under Adam's normalised steps."""
+        params = torch.cat((self.rotation, self.translation, self.log_scale), dim=-1)
+        return ((params - params[:1]) ** 2).mean()
+
     def compose(self, means: torch.Tensor, dpos: torch.Tensor, dquat: torch.Tensor, dlogscale: torch.Tensor,
                 times: torch.Tensor, position_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The local deltas [T, N, ·] of ``means`` [N, 3] followed by this motion → total deltas."""

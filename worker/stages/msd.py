@@ -123,6 +123,8 @@ class MotionProblem:
                                       sample=ARAP_SAMPLE if self.splat.count > ARAP_SAMPLE else None)
         if settings.tv_weight > 0:
             terms["tv"] = tv3d_loss(dpos, dquat, dlogscale)
+        if settings.global_rest_weight > 0 and self.field.global_motion is not None:
+            terms["global_rest"] = self.field.global_motion.departure_from_rest()
         return terms
 
 
@@ -134,7 +136,8 @@ PIXEL_FIT_WEIGHT = 100.0
 
 def weighted_total(main: str, terms: dict[str, torch.Tensor], settings: JobSettings) -> torch.Tensor:
     """The stage's own loss ``terms[main]`` plus the weighted regularisers."""
-    return terms[main] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
+    return (terms[main] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)
+            + settings.global_rest_weight * terms.get("global_rest", 0.0))
 
 
 def report_losses(stage: str, step: int, total: int, terms: dict[str, torch.Tensor], history: dict[str, list[float]],

@@ -35,6 +35,7 @@ props.preset = "test"
 props.seed = 7
 if mode in ("cancel", "kill"):  # a long MSD stage, so the job is surely running when we act
     props.use_advanced = True
+    props.guide_steps = 0
     props.lora_steps = 2
     props.msd_steps = 20000
 assert bpy.ops.animus3d.animate() == {"FINISHED"}
