@@ -17,7 +17,8 @@ from animus3d_worker.motion import (
     quat_from_axis_angle,
     quat_to_matrix,
 )
-from animus3d_worker.motion.global_motion import interpolate_knots
+from animus3d_worker.motion.global_motion import GlobalMotion, interpolate_knots
+from animus3d_worker.stages.msd import weighted_total
 
 
 @pytest.fixture
@@ -132,3 +133,20 @@ def test_the_setting_is_off_by_default_and_its_rate_is_validated():
     assert JobSettings.from_preset("standard", global_motion=True).global_motion is True
     with pytest.raises(ValueError):
         JobSettings.from_preset("standard", global_lr=-1.0)
+
+
+def test_the_pull_to_rest_is_zero_at_rest_grows_with_departure_and_joins_the_loss():
+    settings = JobSettings.from_preset("test", global_motion=True, global_rest_weight=2.0)
+    motion = GlobalMotion(torch.zeros(3), time_resolution=4)
+    assert float(motion.departure_from_rest()) == 0.0
+    with torch.no_grad():
+        motion.rotation[2, 1] = 0.5
+    small = float(motion.departure_from_rest())
+    with torch.no_grad():
+        motion.rotation[2, 1] = 1.0
+    assert 0.0 < small < float(motion.departure_from_rest())
+    with torch.no_grad():  # the same offset at every knot is no departure: motion is relative to time 0
+        motion.rotation.fill_(0.3)
+    assert float(motion.departure_from_rest()) == 0.0
+    terms = {"msd": torch.tensor(1.0), "global_rest": torch.tensor(0.25)}
+    assert float(weighted_total("msd", terms, settings)) == 1.5
