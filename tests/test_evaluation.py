@@ -98,6 +98,18 @@ def test_evaluate_command_runs_the_pipeline(tmp_path):
     assert row["predicted"] in md.MOTION_LABELS and np.isfinite(row["appearance_psnr"])
 
 
+def test_an_msd_ablation_of_a_preset_without_msd_is_refused_with_the_preset_to_use(tmp_path, capsys):
+    from animus3d_worker.cli import main
+
+    suite = tmp_path / "s.jsonl"
+    suite.write_text(json.dumps({"id": "a", "kind": "plant", "seed": 1, "prompt": "a plant swaying",
+                                 "expected": "sway", "count": 500}) + "\n")
+    assert main(["evaluate", "--suite", str(suite), "--ablation", "random_noise", "--preset", "standard",
+                 "--models", str(_tiny_models(tmp_path)), "--out", str(tmp_path / "out")]) != 0
+    assert "msd_standard" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
 def _tiny_models(tmp_path):
     path = tmp_path / "models.json"
     path.write_text(json.dumps({"motion_prior": "tiny"}))
