@@ -1,7 +1,7 @@
 """`make demo`: animate the bundled sample character with the embedded default prior.
 
-Runs on the GPU when there is one (preset `draft`), otherwise on the CPU with a small budget that
-still goes through every stage. Writes everything under ``--out`` (default out/demo).
+Runs the default `standard` preset on the GPU when there is one, otherwise on the CPU with fewer
+orbit views and refinement steps. Writes everything under ``--out`` (default out/demo).
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ DEFAULT_PROMPT = "the character waves its right arm"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "assets" / "sample_character.ply"
 
-# On a 2-core CPU: every stage runs, in about two and a half minutes (settings pinned here, so changes
-# to the draft preset do not change the demo). With 1/80 of the paper's MSD
-# steps, the default ARAP weight (8) lets the character melt (ARAP residual 2.8 after MSD); 64 keeps
-# it in one piece (0.46) — see docs/evaluation.md, "Demo: ARAP weight".
-CPU_DEMO = dict(frames=8, resolution=64, lora_steps=30, lora_batch=1, lora_lr=1e-4, msd_steps=60, inversion_steps=2,
-                inversion_every=1, refine_steps=10,
-                refine_frame_multiplier=2, field_resolution=16, field_levels=1, preview_every=0, orbit_views=4,
-                arap_weight=64.0, tv_weight=10.0)
+# The demo runs the default `standard` preset: the prior draws the character moving as prompted, the
+# motion field is fitted to that clip and refined. On a CPU fewer orbit views and refinement steps keep it
+# to a few minutes.
+CPU_DEMO = dict(resolution=64, orbit_views=2, guide_steps=80, refine_steps=10, preview_every=0)
+GPU_DEMO = dict(resolution=64)  # the embedded prior's training size (the worker would say so and use it)
 
 
 def load_sample():
@@ -54,11 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     from .commands.animate import parse_overrides
 
     overrides = parse_overrides(args.set)
-    # The embedded prior was trained on 64×64 clips: the GPU demo keeps that resolution and the demo's
-    # ARAP/TV weights, with the draft preset's step counts.
-    gpu_demo = dict(resolution=64, arap_weight=CPU_DEMO["arap_weight"], tv_weight=CPU_DEMO["tv_weight"])
-    settings = (JobSettings.from_preset("draft", **{**gpu_demo, **overrides}) if device.type == "cuda"
-                else JobSettings.from_preset("draft", **{**CPU_DEMO, **overrides}))
+    demo = GPU_DEMO if device.type == "cuda" else CPU_DEMO
+    settings = JobSettings.from_preset("standard", **{**demo, **overrides})
     splat = load_sample()
     print(f"animus3d demo: {splat.count} Gaussians, prompt {args.prompt!r}, device {device}, preset {settings.preset}"
           f"{'' if device.type == 'cuda' else ' (CPU budget)'}")

@@ -139,9 +139,10 @@ def run_job(
     total_work = max(sum(weights.values()), 1.0)
     done_work = {"value": 0.0}
 
-    def stage_progress(stage: str, per_step: float):
+    def stage_progress(stage: str, per_step: float, before_steps: float = 0.0):
+        """Progress of a stage with ETA; ``before_steps``: work done before its first step reports."""
         def on(progress: Progress) -> None:
-            fraction = (done_work["value"] + per_step * progress.step) / total_work
+            fraction = (done_work["value"] + before_steps + per_step * progress.step) / total_work
             events.progress(Progress(progress.stage, progress.step, progress.total, progress.losses,
                                      eta_s=clock.eta(fraction), message=progress.message))
         return on
@@ -194,7 +195,9 @@ def run_job(
 
     guide_losses: dict[str, list[float]] = {}
     if settings.guide_steps > 0:
-        relay = JobEvents(on_progress=stage_progress("guide", 0.5), cancel_event=events.cancel_event)
+        # the guide clip is drawn (weight 6 per denoising step) before the fit's first step reports
+        relay = JobEvents(on_progress=stage_progress("guide", 0.5, 6.0 * settings.guide_denoise_steps),
+                          cancel_event=events.cancel_event)
         guided = guide_motion(prior, problem, cond, settings, relay,
                               on_step=lambda s, n: send_preview(s, n, "guide", settings.frames), generator=generator)
         guide_losses = guided.losses
