@@ -1,15 +1,17 @@
-"""Stage 2a (optional): a guide clip drawn by the prior, and the motion field fitted to it.
+"""Stage 2a: a guide clip drawn by the prior, and the motion field fitted to it.
+
+The `standard` preset's way to a motion (generate, then fit); off in `msd_standard` and `paper`.
 
 MSD follows the prior's one-step score, and a small prior's one-step score at a still render says
 little about which way to move (docs/evaluation.md, "Why MSD does not find the motions the prior
 recognises"). Sampling many steps does say it: the still front render taken to a high noise level
 (fresh noise with its first frame held to the render, by default; or its DDIM inversion, which pulls
 the clip back to still) and sampled back under the motion prompt with classifier-free guidance comes
-out as a clip of the object moving; of several such draws (``guide_draws``) the prior keeps the one its
-motion prompt explains best against the static prompt. The field is fitted to that clip in pixel space
+out as a clip of the object moving (of several draws, ``guide_draws``, the one the prior's motion
+prompt explains best against the static prompt). The field is fitted to that clip in pixel space
 from the front view, a few frames more every step (a motion grows out of the rest pose, so each new
 frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
-then continues from the fitted field (``msd_steps=0`` stops at the fit).
+then continues from the fitted field when ``msd_steps > 0`` (``standard`` stops at the fit and refines).
 
 Only the guide is drawn without gradients; the fit backpropagates through the renderer alone.
 """
@@ -57,8 +59,9 @@ def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings
     static prompt); "anchored": ``guide_draws`` clips from fresh noise (``generator``), each with its
     first frame held to the still render's at every noise level, so the prior continues the object's
     rest pose. Of several draws the one kept is the one the prior itself says the motion prompt
-    explains best against the static prompt (``scoring.prompt_preference``): no list of motions
-    is involved, and a draw that stayed still loses to one that moved as prompted."""
+    explains best against the static prompt (``scoring.prompt_preference``; no list of motions is
+    involved). With the embedded prior that choice was worse than the first draw (docs/evaluation.md,
+    ninth session), so one draw is the default."""
     with torch.no_grad():
         (_, (means, quats, log_scales)) = problem.deform(problem.frames)
         still = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))  # the field is still the identity
