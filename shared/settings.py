@@ -82,6 +82,9 @@ class JobSettings:
     t_anneal_to: float = 0.5
     arap_weight: float = 8.0
     arap_neighbours: int = 8
+    # ARAP up to each frame's overall scale: growing or shrinking evenly is free, uneven stretching is
+    # not (plain ARAP, the paper's, makes a prompted "grow" cost as much as tearing the object apart).
+    arap_uniform_scale: bool = False
     tv_weight: float = 1.0
     field_resolution: int = 32  # coarsest spatial plane resolution of the HexPlane
     field_levels: int = 2  # spatial multi-resolution levels (each doubles)

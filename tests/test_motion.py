@@ -439,3 +439,16 @@ def test_tv3d_short_clips_and_gradients():
     assert dpos.grad.abs().sum() > 0
     with pytest.raises(MotionInputError, match="dquat"):
         tv3d_loss(dpos, torch.zeros(5, 10, 3))
+
+
+def test_arap_up_to_a_uniform_scale_lets_the_whole_object_grow_but_not_stretch():
+    torch.manual_seed(0)
+    rest = torch.randn(200, 3)
+    graph = knn_graph(rest, k=6)
+    grown = (rest * 1.5)[None]
+    stretched = (rest * torch.tensor([1.5, 1.0, 1.0]))[None]
+    assert float(arap_loss(rest, grown, graph)) > 0.1  # plain ARAP: growth is distortion
+    assert float(arap_loss(rest, grown, graph, uniform_scale=True)) < 1e-8
+    assert float(arap_loss(rest, stretched, graph, uniform_scale=True)) > 0.01
+    moved = grown + torch.tensor([0.3, -0.2, 0.1])  # a rigid shift on top changes nothing
+    assert float(arap_loss(rest, moved, graph, uniform_scale=True)) < 1e-8

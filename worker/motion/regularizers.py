@@ -180,6 +180,7 @@ def arap_loss(
     sample: int | None = None,
     *,
     normalise: bool = True,
+    uniform_scale: bool = False,
 ) -> torch.Tensor:
     """As-rigid-as-possible energy of deformed frames against the rest splat.
 
@@ -193,6 +194,10 @@ def arap_loss(
         sample: if given and < N, a random subset of this many anchors (fresh each call).
         normalise: divide by the mean weighted squared rest edge length, so the value is
             dimensionless (independent of the asset's size). False gives world units².
+        uniform_scale: compare each frame's edges with the rest edges scaled by that frame's overall
+            edge-length ratio ``s_t`` (``‖(x'_j − x'_i) − s_t R_i (x_j − x_i)‖²``): the whole object
+            growing or shrinking evenly costs nothing, uneven stretching still does (as-similar-as-
+            possible for the whole, as-rigid-as-possible locally).
     """
     _check_points("rest_means", rest_means, 1)
     _check_points("deformed_means", deformed_means, 2)
@@ -217,6 +222,10 @@ def arap_loss(
     deformed_edges = deformed[:, indices] - deformed[:, anchors].unsqueeze(2)  # [T, S, k, 3]
     rotations = _best_fit_rotations(rest_edges, deformed_edges.detach(), weights)  # [T, S, 3, 3]
     rotated = torch.einsum("tsab,skb->tska", rotations, rest_edges)
+    if uniform_scale:
+        deformed_length = (deformed_edges.square().sum(-1) * weights).sum((-1, -2))  # [T]
+        rest_length = (rest_edges.square().sum(-1) * weights).sum()
+        rotated = rotated * (deformed_length / rest_length.clamp_min(1e-30)).sqrt().reshape(-1, 1, 1, 1)
     energy = ((deformed_edges - rotated).square().sum(-1) * weights).sum(-1).mean()
     if normalise:
         edge_scale = (rest_edges.square().sum(-1) * weights).sum(-1).mean().detach()

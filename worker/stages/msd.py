@@ -120,7 +120,8 @@ class MotionProblem:
         terms: dict[str, torch.Tensor] = {}
         if settings.arap_weight > 0:
             terms["arap"] = arap_loss(self.splat.means, means, self.graph,
-                                      sample=ARAP_SAMPLE if self.splat.count > ARAP_SAMPLE else None)
+                                      sample=ARAP_SAMPLE if self.splat.count > ARAP_SAMPLE else None,
+                                      uniform_scale=settings.arap_uniform_scale)
         if settings.tv_weight > 0:
             terms["tv"] = tv3d_loss(dpos, dquat, dlogscale)
         if settings.global_rest_weight > 0 and self.field.global_motion is not None:
