@@ -61,3 +61,9 @@ def test_paper_preset_is_the_paper_and_standard_is_minute_scale():
     for fast in (standard, msd_standard):  # same output as the paper (frames, resolution), far fewer forwards
         assert (fast.frames, fast.resolution) == (paper.frames, paper.resolution)
         assert forwards(fast) * 10 < forwards(paper)
+
+
+def test_only_the_generate_then_fit_default_frees_uniform_growth_from_arap():
+    assert JobSettings.from_preset("standard").arap_uniform_scale is True
+    assert JobSettings.from_preset("paper").arap_uniform_scale is False  # the paper's plain ARAP
+    assert JobSettings.from_preset("msd_standard").arap_uniform_scale is False
