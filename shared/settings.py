@@ -251,8 +251,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the previous default, kept in `msd_standard`), at 23.6 dB appearance against 29.7 (docs/evaluation.md,
     # ninth session). A coarse field (16³, one level): from one fitted view a finer one makes nods of spins.
     # ARAP up to a uniform scale (switched on after that suite run): a prompted grow or shrink is then not
-    # fitted as a jump or a tilt (CPU, same session: grow/shrink cases 0/7 -> 4/7 or more; 6 of 7 cases
-    # the suite run got right stayed right).
+    # fitted as a jump or a tilt (CPU, same session: grow/shrink cases 0/7 -> 5/7; 6 of 7 cases the
+    # suite run got right stayed right).
     "standard": dict(
         guide_steps=200, msd_steps=0, field_resolution=16, field_levels=1, arap_uniform_scale=True,
         lora_steps=60, lora_batch=2, lora_lr=5e-4, inversion_every=10,

@@ -1,7 +1,7 @@
 """`make demo`: animate the bundled sample character with the embedded default prior.
 
-Runs the default `standard` preset on the GPU when there is one, otherwise on the CPU with fewer
-orbit views and refinement steps. Writes everything under ``--out`` (default out/demo).
+Runs the default `standard` preset on the GPU when there is one, otherwise on the CPU with fewer fit
+steps, orbit views and refinement steps. Writes everything under ``--out`` (default out/demo).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "assets" / "sample_character.ply"
 
 # The demo runs the default `standard` preset: the prior draws the character moving as prompted, the
-# motion field is fitted to that clip and refined. On a CPU fewer orbit views and refinement steps keep it
-# to a few minutes.
+# motion field is fitted to that clip and refined. On a CPU fewer fit steps, orbit views and refinement
+# steps keep it to a few minutes.
 CPU_DEMO = dict(resolution=64, orbit_views=2, guide_steps=80, refine_steps=10, preview_every=0)
 GPU_DEMO = dict(resolution=64)  # the embedded prior's training size (the worker would say so and use it)
 

@@ -132,8 +132,9 @@ def run_job(
     needs_lora = settings.static_prior == "lora" and settings.score_mode == "msd" and settings.msd_steps > 0
     # Relative cost of one step of each stage (in UNet forwards), for the ETA.
     inv = settings.inversion_steps / settings.inversion_every if settings.noise_mode == "ddim_inversion" else 0.0
+    guide_draw_work = 6.0 * settings.guide_denoise_steps  # drawing the guide clip, before its fit's first step
     weights = {"static_prior": 1.5 * settings.lora_batch * settings.lora_steps * needs_lora,  # forward + backward
-               "guide": (6.0 * settings.guide_denoise_steps + 0.5 * settings.guide_steps) * (settings.guide_steps > 0),
+               "guide": (guide_draw_work + 0.5 * settings.guide_steps) * (settings.guide_steps > 0),
                "msd": (3.0 + inv) * settings.msd_steps,
                "refine": 2.0 * settings.refine_steps}
     total_work = max(sum(weights.values()), 1.0)
@@ -195,8 +196,7 @@ def run_job(
 
     guide_losses: dict[str, list[float]] = {}
     if settings.guide_steps > 0:
-        # the guide clip is drawn (weight 6 per denoising step) before the fit's first step reports
-        relay = JobEvents(on_progress=stage_progress("guide", 0.5, 6.0 * settings.guide_denoise_steps),
+        relay = JobEvents(on_progress=stage_progress("guide", 0.5, guide_draw_work),
                           cancel_event=events.cancel_event)
         guided = guide_motion(prior, problem, cond, settings, relay,
                               on_step=lambda s, n: send_preview(s, n, "guide", settings.frames), generator=generator)

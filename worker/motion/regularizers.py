@@ -222,14 +222,13 @@ def arap_loss(
     deformed_edges = deformed[:, indices] - deformed[:, anchors].unsqueeze(2)  # [T, S, k, 3]
     rotations = _best_fit_rotations(rest_edges, deformed_edges.detach(), weights)  # [T, S, 3, 3]
     rotated = torch.einsum("tsab,skb->tska", rotations, rest_edges)
+    rest_lengths = (rest_edges.square().sum(-1) * weights).sum(-1)  # [S] weighted squared edge lengths
     if uniform_scale:
         deformed_length = (deformed_edges.square().sum(-1) * weights).sum((-1, -2))  # [T]
-        rest_length = (rest_edges.square().sum(-1) * weights).sum()
-        rotated = rotated * (deformed_length / rest_length.clamp_min(1e-30)).sqrt().reshape(-1, 1, 1, 1)
+        rotated = rotated * (deformed_length / rest_lengths.sum().clamp_min(1e-30)).sqrt().reshape(-1, 1, 1, 1)
     energy = ((deformed_edges - rotated).square().sum(-1) * weights).sum(-1).mean()
     if normalise:
-        edge_scale = (rest_edges.square().sum(-1) * weights).sum(-1).mean().detach()
-        energy = energy / edge_scale.clamp_min(1e-30)
+        energy = energy / rest_lengths.mean().detach().clamp_min(1e-30)
     return energy
 
 
