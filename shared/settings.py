@@ -61,6 +61,10 @@ class JobSettings:
     guide_guidance_scale: float = 30.0
     guide_denoise_steps: int = 20
     guide_lr: float = 5e-3
+    # The guide and refinement fits compare each frame of the prior's clip recoloured (an affine colour
+    # map per frame, fitted to the render) rather than as drawn: a small prior recolours the object, and
+    # a plain pixel loss makes the field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
+    fit_colour_match: bool = False
     # Stage 2: Motion Score Distillation
     msd_steps: int = 5000
     msd_lr: float = 1e-3

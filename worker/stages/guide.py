@@ -26,7 +26,8 @@ from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents, Progress
 from ..priors import ddim, scoring
-from .msd import PIXEL_FIT_WEIGHT, Conditioning, MotionProblem, fit_step
+from .msd import Conditioning, MotionProblem, fit_step
+from .pixel_fit import pixel_fit_loss
 
 FRONT_VIEW = 0  # make_cameras puts the front camera first
 WINDOW_GROWTH = 0.6  # the fitted window reaches the last frame after this fraction of the steps
@@ -103,7 +104,7 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
         window = fitted_window(step, total, problem.frames)
         deltas, (means, quats, log_scales) = problem.deform(problem.frames)
         clip = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
-        terms = {"guide": PIXEL_FIT_WEIGHT * torch.nn.functional.mse_loss(clip[:window].float(), guide[:window])}
+        terms = {"guide": pixel_fit_loss(clip[:window], guide[:window], settings.fit_colour_match)}
         terms.update(problem.regularisers(deltas, means, settings, None))
         fit_step("guide", step, total, terms, settings, optimiser, losses, events, on_step)
     return losses

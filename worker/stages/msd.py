@@ -129,12 +129,6 @@ class MotionProblem:
         return terms
 
 
-# The pixel-fitting stages (guide, refinement) weigh their squared error of [0, 1] pixels by this: unweighted
-# it is ~1e-3 next to ARAP and TV-3D, which then win and pull the field back to rest (the refinement did,
-# undoing the guide's motion: docs/evaluation.md, ninth session).
-PIXEL_FIT_WEIGHT = 100.0
-
-
 def weighted_total(main: str, terms: dict[str, torch.Tensor], settings: JobSettings) -> torch.Tensor:
     """The stage's own loss ``terms[main]`` plus the weighted regularisers."""
     return (terms[main] + settings.arap_weight * terms.get("arap", 0.0) + settings.tv_weight * terms.get("tv", 0.0)

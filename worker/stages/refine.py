@@ -18,7 +18,8 @@ import torch
 from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents
-from .msd import PIXEL_FIT_WEIGHT, Conditioning, MotionProblem, choose_views, fit_step
+from .msd import Conditioning, MotionProblem, choose_views, fit_step
+from .pixel_fit import pixel_fit_loss
 
 REFRESH_EVERY = 10
 DENOISE_STEPS = 4
@@ -63,7 +64,7 @@ def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: J
                 refined = sdedit_target(prior, latents, cond.motion, cond.negative, settings.refine_strength,
                                         settings.guidance_scale, generator)
                 target = prior.decode_latents(refined).float()
-        terms = {"refine": PIXEL_FIT_WEIGHT * torch.nn.functional.mse_loss(clips.float(), target)}
+        terms = {"refine": pixel_fit_loss(clips, target, settings.fit_colour_match)}
         terms.update(problem.regularisers(deltas, means, settings, generator))
         fit_step("refine", step, total, terms, settings, optimiser, outcome.losses, events, on_step)
     return outcome
