@@ -12,7 +12,7 @@ from animus3d_worker.render import make_cameras
 from animus3d_worker.splat_tensors import SplatTensors
 from animus3d_worker.stages.guide import FRONT_VIEW, fit_to_guide
 from animus3d_worker.stages.msd import MotionProblem
-from animus3d_worker.stages.pixel_fit import affine_colour_match, pixel_fit_loss
+from animus3d_worker.stages.pixel_fit import apply_colour_maps, fit_colour_maps, pixel_fit_loss
 
 
 def _recolour(clip: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -43,7 +43,7 @@ def test_a_recoloured_clip_is_mapped_back_to_its_colours(still_clip):
     recoloured = _recolour(still_clip)
     before = float((recoloured - still_clip).abs().mean())
     assert before > 0.05
-    mapped = affine_colour_match(recoloured, still_clip)
+    mapped = apply_colour_maps(fit_colour_maps(recoloured, still_clip), recoloured)
     assert mapped.shape == still_clip.shape
     assert float((mapped - still_clip).abs().mean()) < 0.05 * before  # the ridge towards identity costs a little
 
@@ -58,19 +58,33 @@ def test_the_colour_matched_loss_ignores_recolouring_but_not_displacement(still_
     assert float(moved) > 10 * float(matched)
 
 
-def test_the_loss_backpropagates_into_the_render_only(still_clip):
+def test_erasing_the_object_does_not_fit_a_recoloured_target(still_clip):
+    """A blank render has no colour map onto a target with the object in it (the other way round, a map
+    of the target onto a blank render, would whiten the target and make erasing the object free)."""
+    recoloured = _recolour(still_clip, seed=3)
+    blank = torch.ones_like(still_clip)
+    assert float(pixel_fit_loss(blank, recoloured, colour_match=True)) > 20 * float(
+        pixel_fit_loss(still_clip, recoloured, colour_match=True))
+
+
+def test_the_gradient_is_the_one_with_the_colour_map_held(still_clip):
+    """At the best map the loss's gradient in the render equals the plain MSE's gradient of the mapped
+    render with the map as a constant (no second-order path through the least-squares solve)."""
     rendered = still_clip.clone().requires_grad_(True)
-    target = _recolour(torch.roll(still_clip, shifts=2, dims=-1)).requires_grad_(True)
+    target = _recolour(torch.roll(still_clip, shifts=2, dims=-1))
     pixel_fit_loss(rendered, target, colour_match=True).backward()
-    assert rendered.grad is not None and float(rendered.grad.abs().sum()) > 0
-    assert target.grad is None or float(target.grad.abs().sum()) == 0.0  # the target is data
+    maps = fit_colour_maps(still_clip, target)
+    held = still_clip.clone().requires_grad_(True)
+    (100.0 * torch.nn.functional.mse_loss(apply_colour_maps(maps, held), target)).backward()
+    assert float(rendered.grad.abs().sum()) > 0
+    assert torch.allclose(rendered.grad, held.grad)
 
 
 def test_mismatched_clips_are_refused(still_clip):
     with pytest.raises(ValueError, match="colour match"):
-        affine_colour_match(still_clip[:, :2], still_clip[:, :2])
+        fit_colour_maps(still_clip[:, :2], still_clip[:, :2])
     with pytest.raises(ValueError, match="colour match"):
-        affine_colour_match(still_clip, still_clip[:-1])
+        fit_colour_maps(still_clip, still_clip[:-1])
 
 
 def test_the_guide_fit_follows_a_recoloured_guide_the_right_way():

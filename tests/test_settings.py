@@ -67,3 +67,5 @@ def test_only_the_generate_then_fit_default_frees_uniform_growth_from_arap():
     assert JobSettings.from_preset("standard").arap_uniform_scale is True
     assert JobSettings.from_preset("paper").arap_uniform_scale is False  # the paper's plain ARAP
     assert JobSettings.from_preset("msd_standard").arap_uniform_scale is False
+    assert JobSettings.from_preset("standard").fit_colour_match is True  # the prior recolours; the fit should not paint
+    assert JobSettings.from_preset("msd_standard").fit_colour_match is False

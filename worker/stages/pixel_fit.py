@@ -3,8 +3,8 @@
 A small prior keeps the object's shape and motion better than its colours: its guide clip of a tan
 shirt comes out pink from the first frame on, and not the same pink in every frame (docs/evaluation.md,
 tenth session). A plain squared error then makes the field explain colour by moving Gaussians (a
-still character "nods" dark hair over its face). With ``colour_match`` each target frame is first
-mapped by the affine colour transform (3×3 matrix and offset) that brings it closest to the rendered
+still character "nods" dark hair over its face). With ``colour_match`` each rendered frame is first
+mapped by the affine colour transform (3×3 matrix and offset) that brings it closest to the target
 frame, so only what no recolouring explains (where things are) pulls on the field.
 """
 
@@ -20,34 +20,45 @@ PIXEL_FIT_WEIGHT = 100.0
 COLOUR_MAP_RIDGE = 1e-3
 
 
-def affine_colour_match(target: torch.Tensor, reference: torch.Tensor, ridge: float = COLOUR_MAP_RIDGE) -> torch.Tensor:
-    """``target`` [..., 3, H, W] recoloured per frame by the affine map that fits it best to ``reference``.
-
-    Least squares over every pixel of a frame (background included, so white stays white), with a
-    ridge of ``ridge`` × pixels towards the identity; no gradient flows through the map (at the
-    optimum the loss's gradient with respect to ``reference`` is the same as with the map held)."""
-    if target.shape != reference.shape or target.shape[-3] != 3:
-        raise ValueError(f"colour match needs two [..., 3, H, W] clips of one shape, got {tuple(target.shape)} "
-                         f"and {tuple(reference.shape)}")
-    lead = target.shape[:-3]
+def fit_colour_maps(source: torch.Tensor, target: torch.Tensor, ridge: float = COLOUR_MAP_RIDGE) -> torch.Tensor:
+    """Per frame, the affine colour map [4, 3] (3×3 matrix over an offset row) that brings ``source``
+    [..., 3, H, W] closest to ``target`` (least squares over every pixel, background included, with a
+    ridge of ``ridge`` × pixels towards the identity). Computed without gradients: [F, 4, 3]."""
+    if source.shape != target.shape or source.shape[-3] != 3:
+        raise ValueError(f"colour match needs two [..., 3, H, W] clips of one shape, got {tuple(source.shape)} "
+                         f"and {tuple(target.shape)}")
     with torch.no_grad():
-        x = target.detach().float().flatten(-2).transpose(-1, -2).reshape(-1, target.shape[-2] * target.shape[-1], 3)
-        y = reference.detach().float().flatten(-2).transpose(-1, -2).reshape(x.shape)
-        pixels = x.shape[1]
+        x = _pixels(source.detach().float())
+        y = _pixels(target.detach().float())
         design = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)  # [F, P, 4]
         identity = torch.cat([torch.eye(3, device=x.device), torch.zeros(1, 3, device=x.device)])  # [4, 3]
-        lam = ridge * pixels
+        lam = ridge * x.shape[1]
         gram = design.transpose(1, 2) @ design + lam * torch.eye(4, device=x.device)
-        maps = torch.linalg.solve(gram, design.transpose(1, 2) @ y + lam * identity)  # [F, 4, 3]
-        mapped = (design @ maps).clamp(0.0, 1.0)  # [F, P, 3]
-    return mapped.transpose(-1, -2).reshape(*lead, 3, target.shape[-2], target.shape[-1])
+        return torch.linalg.solve(gram, design.transpose(1, 2) @ y + lam * identity)
+
+
+def apply_colour_maps(maps: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
+    """``clip`` [..., 3, H, W] through the per-frame maps [F, 4, 3] (differentiable in ``clip``)."""
+    x = _pixels(clip.float())
+    mapped = x @ maps[:, :3] + maps[:, 3:]
+    return mapped.transpose(-1, -2).reshape(clip.shape)
+
+
+def _pixels(clip: torch.Tensor) -> torch.Tensor:
+    """[..., 3, H, W] -> [F, H·W, 3], one row of pixels per frame."""
+    return clip.flatten(-2).transpose(-1, -2).reshape(-1, clip.shape[-2] * clip.shape[-1], 3)
 
 
 def pixel_fit_loss(rendered: torch.Tensor, target: torch.Tensor, colour_match: bool) -> torch.Tensor:
-    """``PIXEL_FIT_WEIGHT`` × mean squared error of ``rendered`` against ``target`` (both [..., 3, H, W]),
-    the target recoloured to the render frame by frame first when ``colour_match``."""
+    """``PIXEL_FIT_WEIGHT`` × mean squared error of ``rendered`` against ``target`` (both [..., 3, H, W]).
+
+    With ``colour_match`` each rendered frame goes through the affine colour map that fits it best to
+    the target frame first. The map is fitted from the render to the target, not the other way: a map
+    of the target onto the render could turn the whole target white, so that erasing the object (a
+    blank render) would cost nothing; a blank render mapped to a target with the object in it cannot
+    fit. With the map held at its optimum, the gradient is that of the minimum over maps."""
     rendered = rendered.float()
     target = target.float()
     if colour_match:
-        target = affine_colour_match(target, rendered)
+        rendered = apply_colour_maps(fit_colour_maps(rendered, target), rendered)
     return PIXEL_FIT_WEIGHT * torch.nn.functional.mse_loss(rendered, target)
