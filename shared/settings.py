@@ -65,6 +65,10 @@ class JobSettings:
     # map per frame, fitted to the render) rather than as drawn: a small prior recolours the object, and
     # a plain pixel loss makes the field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
     fit_colour_match: bool = False
+    # Before the guide fit, search the turn about the vertical that explains the guide clip best and
+    # start the whole-object motion from it (needs `global_motion`): from one view a gradient does not
+    # find a spin (worker/stages/yaw_search.py).
+    guide_yaw_search: bool = False
     # Stage 2: Motion Score Distillation
     msd_steps: int = 5000
     msd_lr: float = 1e-3
@@ -182,6 +186,8 @@ class JobSettings:
             raise SettingsError(f"noise_mode must be one of {NOISE_MODES}")
         if self.guide_noise not in GUIDE_NOISES:
             raise SettingsError(f"guide_noise must be one of {GUIDE_NOISES}")
+        if self.guide_yaw_search and not self.global_motion:
+            raise SettingsError("guide_yaw_search needs global_motion=true (the turn it finds is the whole object's)")
         if self.guide_draws > 1 and self.guide_noise != "anchored":
             raise SettingsError("guide_draws > 1 needs guide_noise='anchored' (an inverted guide is one deterministic clip)")
         if not self.t_min < self.t_max:

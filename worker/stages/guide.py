@@ -18,6 +18,7 @@ Only the guide is drawn without gradients; the fit backpropagates through the re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,7 @@ from ..events import JobEvents, Progress
 from ..priors import ddim, scoring
 from .msd import Conditioning, MotionProblem, fit_step
 from .pixel_fit import pixel_fit_loss
+from .yaw_search import search_yaw, start_from_yaw
 
 FRONT_VIEW = 0  # make_cameras puts the front camera first
 WINDOW_GROWTH = 0.6  # the fitted window reaches the last frame after this fraction of the steps
@@ -99,6 +101,12 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
     optimiser = problem.optimiser(settings.guide_lr, settings.global_lr)
     losses: dict[str, list[float]] = {}
     total = settings.guide_steps
+    if settings.guide_yaw_search and problem.field.global_motion is not None:
+        yaw = search_yaw(problem, guide, FRONT_VIEW)
+        if yaw is not None:
+            start_from_yaw(problem.field.global_motion, yaw)
+            events.progress(Progress("guide", 0, total, message=f"the guide turns: starting from a turn of "
+                                                                f"{math.degrees(float(yaw[-1])):+.0f}°"))
     for step in range(total):
         events.check_cancelled()
         window = fitted_window(step, total, problem.frames)

@@ -1,0 +1,70 @@
+"""The turn search before the guide fit: it finds a spin from one view and leaves other clips alone."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from animus3d_shared.settings import JobSettings, SettingsError
+from animus3d_worker.motion import apply_motion
+from animus3d_worker.motion_data import make_object, motion_animation
+from animus3d_worker.render import make_cameras
+from animus3d_worker.splat_tensors import SplatTensors
+from animus3d_worker.stages.guide import FRONT_VIEW
+from animus3d_worker.stages.msd import MotionProblem
+from animus3d_worker.stages.yaw_search import cheapest_turn, search_yaw, start_from_yaw
+
+
+def test_the_cheapest_turn_follows_the_lowest_costs_one_step_at_a_time():
+    costs = torch.ones(6, 8)
+    for t in range(6):
+        costs[t, (-t) % 8] = 0.0  # the cheap candidate walks backwards round the circle
+    assert cheapest_turn(costs, max_step=2) == [0, -1, -2, -3, -4, -5]
+    assert cheapest_turn(torch.ones(4, 8)) == [0, 0, 0, 0]  # nothing to gain: no turn
+
+
+@pytest.fixture(scope="module")
+def vehicle_problem():
+    obj = make_object("vehicle", seed=7, count=900)
+    tensors = SplatTensors.from_splat(obj.splat, "cpu")
+    lo, hi = tensors.bbox
+    settings = JobSettings.from_preset("test", frames=16, resolution=32, global_motion=True)
+    cameras = make_cameras(lo, hi, resolution=32, orbit_views=1, device="cpu")
+    return obj, MotionProblem.build(tensors, cameras, settings)
+
+
+def _clip(problem, obj, label: str) -> torch.Tensor:
+    truth = motion_animation(obj, label, problem.frames, 1.0)
+    deltas = [torch.as_tensor(a) for a in (truth.delta_position, truth.delta_rotation, truth.delta_scale)]
+    with torch.no_grad():
+        means, quats, log_scales = apply_motion(problem.splat.means, problem.splat.quats, problem.splat.log_scales, *deltas)
+        return problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
+
+
+def test_a_spin_seen_from_the_front_is_found_and_starts_the_whole_object_motion(vehicle_problem):
+    obj, problem = vehicle_problem
+    yaw = search_yaw(problem, _clip(problem, obj, "spin"), FRONT_VIEW)
+    assert yaw is not None and yaw[0] == 0.0
+    # the ground truth turns a full circle over the clip; a vehicle seen from the front looks alike
+    # from behind, so half a turn or more, steadily one way, is what one view can tell
+    assert abs(float(yaw[-1])) >= math.pi * 0.9
+    steps = torch.diff(yaw)
+    assert bool((steps * torch.sign(yaw[-1]) >= 0).all())
+    start_from_yaw(problem.field.global_motion, yaw)
+    rotation = problem.field.global_motion.rotation.detach()
+    assert torch.allclose(rotation[:, 2], yaw, atol=1e-5) and float(rotation[:, :2].abs().max()) == 0.0
+    problem.field.global_motion.rotation.data.zero_()
+
+
+@pytest.mark.parametrize("label", ["still", "jump", "slide_left"])
+def test_clips_without_a_turn_are_left_alone(vehicle_problem, label):
+    obj, problem = vehicle_problem
+    assert search_yaw(problem, _clip(problem, obj, label), FRONT_VIEW) is None
+
+
+def test_the_search_needs_the_whole_object_motion():
+    with pytest.raises(SettingsError, match="global_motion"):
+        JobSettings.from_preset("standard", guide_yaw_search=True)
+    assert JobSettings.from_preset("standard", guide_yaw_search=True, global_motion=True).guide_yaw_search
