@@ -65,6 +65,26 @@ def write_sheet(path, rows: list[torch.Tensor]) -> None:
     write_contact_sheet(path, (frames.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8))
 
 
+def search_case(case, settings: JobSettings, device: torch.device, seed: int = 0, prior=None) -> dict:
+    """The turn ``search_yaw`` finds in the case's guide (no fit)."""
+    import math
+
+    from animus3d_worker.stages.yaw_search import search_yaw
+
+    torch.manual_seed(seed)
+    obj = make_object(case.kind, case.seed, case.count)
+    tensors = SplatTensors.from_splat(obj.splat, device)
+    lo, hi = tensors.bbox
+    cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
+                           elevation_deg=settings.camera_elevation_deg, device=device)
+    problem = MotionProblem.build(tensors, cameras, settings.replace(global_motion=True))
+    truth = oracle_guide(problem, obj, case.expected, settings.frames)
+    guide = truth if prior is None else prior_guide(prior, problem, case, settings, seed)
+    yaw = search_yaw(problem, guide, FRONT_VIEW)
+    return {"id": case.id, "expected": case.expected,
+            "turn_degrees": None if yaw is None else round(math.degrees(float(yaw[-1])), 1)}
+
+
 def fit_case(case, settings: JobSettings, device: torch.device, seed: int = 0, prior=None, sheets=None) -> dict:
     torch.manual_seed(seed)
     obj = make_object(case.kind, case.seed, case.count)
@@ -110,6 +130,8 @@ def main() -> None:
                     help="with --guide prior: the prior's precision (a job on CUDA uses bfloat16 unless configured)")
     ap.add_argument("--seed", type=int, default=0, help="the job seed (the guide's noise)")
     ap.add_argument("--sheets", metavar="DIR", help="write guide / fitted / truth contact sheets here")
+    ap.add_argument("--search-only", action="store_true",
+                    help="no fit: report the turn the guide stage's turn search (guide_yaw_search) finds in each guide")
     args = ap.parse_args()
 
     overrides = parse_overrides(args.set)
@@ -127,6 +149,15 @@ def main() -> None:
 
         prior = load_prior(args.prior, device=str(device), dtype=getattr(torch, args.dtype))
     rows = []
+    if args.search_only:
+        for case in cases:
+            row = search_case(case, settings, device, args.seed, prior)
+            rows.append(row)
+            found = "no turn" if row["turn_degrees"] is None else f"turn of {row['turn_degrees']:+.0f}°"
+            print(f"{case.id:>22} expected {row['expected']:>11}: {found}", flush=True)
+        turned = [r["id"] for r in rows if r["turn_degrees"] is not None]
+        print(f"{args.guide} guide: a turn is found in {len(turned)}/{len(rows)}: {', '.join(turned)}")
+        return
     for case in cases:
         row = fit_case(case, settings, device, args.seed, prior, args.sheets)
         rows.append(row)

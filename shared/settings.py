@@ -66,8 +66,9 @@ class JobSettings:
     # a plain pixel loss makes the field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
     fit_colour_match: bool = False
     # Before the guide fit, search the turn about the vertical that explains the guide clip best and
-    # start the whole-object motion from it (needs `global_motion`): from one view a gradient does not
-    # find a spin (worker/stages/yaw_search.py).
+    # start the whole-object motion from it (needs `global_motion`; when no turn is found that motion
+    # stays frozen at the identity): from one view a gradient does not find a spin
+    # (worker/stages/yaw_search.py).
     guide_yaw_search: bool = False
     # Stage 2: Motion Score Distillation
     msd_steps: int = 5000

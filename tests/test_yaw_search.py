@@ -68,3 +68,21 @@ def test_the_search_needs_the_whole_object_motion():
     with pytest.raises(SettingsError, match="global_motion"):
         JobSettings.from_preset("standard", guide_yaw_search=True)
     assert JobSettings.from_preset("standard", guide_yaw_search=True, global_motion=True).guide_yaw_search
+
+
+def test_without_a_turn_the_guide_fit_keeps_the_whole_object_motion_at_rest(vehicle_problem):
+    """A clip without a turn is fitted as it would be without the search: the whole-object motion stays
+    the identity (frozen), the local field does the fitting."""
+    from animus3d_worker.events import JobEvents
+    from animus3d_worker.stages.guide import fit_to_guide
+
+    obj, _ = vehicle_problem
+    tensors = SplatTensors.from_splat(obj.splat, "cpu")
+    lo, hi = tensors.bbox
+    settings = JobSettings.from_preset("test", frames=16, resolution=32, global_motion=True, guide_yaw_search=True,
+                                       guide_steps=5)
+    problem = MotionProblem.build(tensors, make_cameras(lo, hi, resolution=32, orbit_views=1, device="cpu"), settings)
+    fit_to_guide(problem, _clip(problem, obj, "jump"), settings, JobEvents())
+    motion = problem.field.global_motion
+    assert all(not p.requires_grad and float(p.detach().abs().max()) == 0.0 for p in motion.parameters())
+    assert any(float(p.detach().abs().max()) > 0.0 for p in problem.field.local_parameters())

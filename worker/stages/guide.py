@@ -107,6 +107,8 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
             start_from_yaw(problem.field.global_motion, yaw)
             events.progress(Progress("guide", 0, total, message=f"the guide turns: starting from a turn of "
                                                                 f"{math.degrees(float(yaw[-1])):+.0f}°"))
+        else:  # no turn: the whole-object motion stays the identity (the job is the one without the search)
+            problem.field.global_motion.requires_grad_(False)
     for step in range(total):
         events.check_cancelled()
         window = fitted_window(step, total, problem.frames)

@@ -8,7 +8,8 @@ through its base, every guide frame is compared with every turned render (colour
 compares, and shifted onto the frame's foreground centre, so that a slide or a jump is not taken for a turn), and the cheapest sequence of angles that starts at rest and turns at most
 ``MAX_STEP`` candidates between frames is found by dynamic programming. If it explains the guide
 clearly better than no turn at all, it becomes the starting point of the whole-object motion's
-rotation; the gradient fit then goes on from there.
+rotation and the gradient fit goes on from there; if not, the guide stage freezes the whole-object
+motion at the identity, so that a clip without a turn is fitted as it is without the search.
 """
 
 from __future__ import annotations
