@@ -65,27 +65,9 @@ def write_sheet(path, rows: list[torch.Tensor]) -> None:
     write_contact_sheet(path, (frames.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8))
 
 
-def search_case(case, settings: JobSettings, device: torch.device, seed: int = 0, prior=None) -> dict:
-    """The turn ``search_yaw`` finds in the case's guide (no fit)."""
-    import math
-
-    from animus3d_worker.stages.yaw_search import search_yaw
-
-    torch.manual_seed(seed)
-    obj = make_object(case.kind, case.seed, case.count)
-    tensors = SplatTensors.from_splat(obj.splat, device)
-    lo, hi = tensors.bbox
-    cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
-                           elevation_deg=settings.camera_elevation_deg, device=device)
-    problem = MotionProblem.build(tensors, cameras, settings.replace(global_motion=True))
-    truth = oracle_guide(problem, obj, case.expected, settings.frames)
-    guide = truth if prior is None else prior_guide(prior, problem, case, settings, seed)
-    yaw = search_yaw(problem, guide, FRONT_VIEW)
-    return {"id": case.id, "expected": case.expected,
-            "turn_degrees": None if yaw is None else round(math.degrees(float(yaw[-1])), 1)}
-
-
-def fit_case(case, settings: JobSettings, device: torch.device, seed: int = 0, prior=None, sheets=None) -> dict:
+def case_guides(case, settings: JobSettings, device: torch.device, seed: int, prior):
+    """(object, motion problem, guide, ground-truth clip) of a suite case; the guide is the truth
+    without a prior, else the prior's draw."""
     torch.manual_seed(seed)
     obj = make_object(case.kind, case.seed, case.count)
     tensors = SplatTensors.from_splat(obj.splat, device)
@@ -95,6 +77,23 @@ def fit_case(case, settings: JobSettings, device: torch.device, seed: int = 0, p
     problem = MotionProblem.build(tensors, cameras, settings)
     truth = oracle_guide(problem, obj, case.expected, settings.frames)
     guide = truth if prior is None else prior_guide(prior, problem, case, settings, seed)
+    return obj, problem, guide, truth
+
+
+def search_case(case, settings: JobSettings, device: torch.device, seed: int = 0, prior=None) -> dict:
+    """The turn ``search_yaw`` finds in the case's guide (no fit)."""
+    import math
+
+    from animus3d_worker.stages.yaw_search import search_yaw
+
+    _, problem, guide, _ = case_guides(case, settings.replace(global_motion=True), device, seed, prior)
+    yaw = search_yaw(problem, guide, FRONT_VIEW)
+    return {"id": case.id, "expected": case.expected,
+            "turn_degrees": None if yaw is None else round(math.degrees(float(yaw[-1])), 1)}
+
+
+def fit_case(case, settings: JobSettings, device: torch.device, seed: int = 0, prior=None, sheets=None) -> dict:
+    obj, problem, guide, truth = case_guides(case, settings, device, seed, prior)
     start = time.perf_counter()
     losses = fit_to_guide(problem, guide, settings, JobEvents())
     seconds = time.perf_counter() - start
