@@ -61,9 +61,9 @@ class JobSettings:
     guide_guidance_scale: float = 30.0
     guide_denoise_steps: int = 20
     guide_lr: float = 5e-3
-    # The guide and refinement fits compare each frame of the prior's clip recoloured (an affine colour
-    # map per frame, fitted to the render) rather than as drawn: a small prior recolours the object, and
-    # a plain pixel loss makes the field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
+    # The guide and refinement fits compare each rendered frame after the affine colour map that fits it
+    # best to the prior's frame, not as rendered: a small prior recolours the object, and a plain pixel
+    # loss makes the field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
     fit_colour_match: bool = False
     # Before the guide fit, search the turn about the vertical that explains the guide clip best and
     # start the whole-object motion from it (needs `global_motion`; when no turn is found that motion

@@ -10,26 +10,19 @@ from animus3d_shared.settings import JobSettings
 from animus3d_worker.events import JobEvents
 from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import load_prior
-from animus3d_worker.render import make_cameras
-from animus3d_worker.splat_tensors import SplatTensors
 from animus3d_worker.priors.scoring import prompt_preference
 from animus3d_worker.stages.guide import FRONT_VIEW, draw_guide_clips, fit_to_guide, fitted_window
 from animus3d_worker.stages.msd import MotionProblem
+from helpers_problem import motion_problem
 
 
 @pytest.fixture(scope="module")
-def problem_parts():
-    splat = make_test_blob(seed=3, count=800)
-    tensors = SplatTensors.from_splat(splat, "cpu")
-    lo, hi = tensors.bbox
-    cameras = make_cameras(lo, hi, resolution=32, orbit_views=2, device="cpu")
-    return tensors, cameras
+def blob():
+    return make_test_blob(seed=3, count=800)
 
 
-def _problem(problem_parts, **overrides) -> tuple[MotionProblem, JobSettings]:
-    settings = JobSettings.from_preset("test", **overrides)
-    tensors, cameras = problem_parts
-    return MotionProblem.build(tensors, cameras, settings), settings
+def _problem(blob, **overrides) -> tuple[MotionProblem, JobSettings]:
+    return motion_problem(blob, orbit_views=2, **overrides)
 
 
 def test_the_window_starts_at_two_frames_and_reaches_all_of_them():
@@ -39,8 +32,8 @@ def test_the_window_starts_at_two_frames_and_reaches_all_of_them():
     assert windows.index(16) <= 60
 
 
-def test_the_guide_is_a_clip_of_the_front_view_drawn_deterministically(problem_parts):
-    problem, settings = _problem(problem_parts, guide_denoise_steps=2, guide_noise="inverted")
+def test_the_guide_is_a_clip_of_the_front_view_drawn_deterministically(blob):
+    problem, settings = _problem(blob, guide_denoise_steps=2, guide_noise="inverted")
     prior = load_prior("tiny", device="cpu")
     cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
     first = draw_guide_clips(prior, problem, cond, settings).kept_clip
@@ -52,9 +45,9 @@ def test_the_guide_is_a_clip_of_the_front_view_drawn_deterministically(problem_p
     assert all(p.detach().abs().sum().item() == 0.0 for n, p in problem.field.named_parameters() if "head" in n)
 
 
-def test_fitting_moves_the_front_view_towards_the_guide(problem_parts):
+def test_fitting_moves_the_front_view_towards_the_guide(blob):
     """A guide made by the field itself (a known sideways motion): the fit must shrink the pixel error."""
-    problem, settings = _problem(problem_parts, guide_steps=60, global_motion=True, arap_weight=1.0, tv_weight=0.1)
+    problem, settings = _problem(blob, guide_steps=60, global_motion=True, arap_weight=1.0, tv_weight=0.1)
     with torch.no_grad():
         problem.field.global_motion.translation[:, 0] = torch.linspace(0.0, 0.15, problem.field.global_motion.translation.shape[0])
         _, (means, quats, log_scales) = problem.deform(problem.frames)
@@ -88,8 +81,8 @@ def test_guide_settings_are_validated():
         JobSettings.from_preset("standard", guide_draws=0)
 
 
-def test_an_anchored_guide_starts_at_the_still_render_and_depends_on_the_job_seed(problem_parts):
-    problem, settings = _problem(problem_parts, guide_denoise_steps=2, guide_noise="anchored")
+def test_an_anchored_guide_starts_at_the_still_render_and_depends_on_the_job_seed(blob):
+    problem, settings = _problem(blob, guide_denoise_steps=2, guide_noise="anchored")
     prior = load_prior("tiny", device="cpu")
     cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
     draw = lambda seed: draw_guide_clips(prior, problem, cond, settings, torch.Generator().manual_seed(seed)).kept_clip  # noqa: E731
@@ -104,8 +97,8 @@ def test_an_anchored_guide_starts_at_the_still_render_and_depends_on_the_job_see
     assert not torch.allclose(first[1:], other[1:])  # the rest of the clip is drawn from the seed's noise
 
 
-def test_of_several_draws_the_prior_keeps_the_one_its_motion_prompt_prefers(problem_parts):
-    problem, settings = _problem(problem_parts, guide_denoise_steps=2, guide_draws=3)
+def test_of_several_draws_the_prior_keeps_the_one_its_motion_prompt_prefers(blob):
+    problem, settings = _problem(blob, guide_denoise_steps=2, guide_draws=3)
     prior = load_prior("tiny", device="cpu")
     cond = encode_conditioning(prior, "the blob jumps", "the blob, standing still")
     draws = draw_guide_clips(prior, problem, cond, settings, torch.Generator().manual_seed(5))

@@ -6,13 +6,10 @@ import pytest
 import torch
 
 from animus3d_shared.samples import make_test_blob
-from animus3d_shared.settings import JobSettings
 from animus3d_worker.events import JobEvents
-from animus3d_worker.render import make_cameras
-from animus3d_worker.splat_tensors import SplatTensors
 from animus3d_worker.stages.guide import FRONT_VIEW, fit_to_guide
-from animus3d_worker.stages.msd import MotionProblem
 from animus3d_worker.stages.pixel_fit import apply_colour_maps, fit_colour_maps, pixel_fit_loss
+from helpers_problem import motion_problem
 
 
 def _recolour(clip: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -28,12 +25,7 @@ def _recolour(clip: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def still_clip():
-    splat = make_test_blob(seed=5, count=600)
-    tensors = SplatTensors.from_splat(splat, "cpu")
-    lo, hi = tensors.bbox
-    cameras = make_cameras(lo, hi, resolution=32, orbit_views=1, device="cpu")
-    settings = JobSettings.from_preset("test")
-    problem = MotionProblem.build(tensors, cameras, settings)
+    problem, _ = motion_problem(make_test_blob(seed=5, count=600), orbit_views=1)
     with torch.no_grad():
         _, (means, quats, log_scales) = problem.deform(problem.frames)
         return problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
@@ -90,13 +82,8 @@ def test_mismatched_clips_are_refused(still_clip):
 def test_the_guide_fit_follows_a_recoloured_guide_the_right_way():
     """The field's own sideways motion, rendered and recoloured frame by frame: the colour-matched fit
     still moves the object that way."""
-    splat = make_test_blob(seed=3, count=800)
-    tensors = SplatTensors.from_splat(splat, "cpu")
-    lo, hi = tensors.bbox
-    cameras = make_cameras(lo, hi, resolution=32, orbit_views=2, device="cpu")
-    settings = JobSettings.from_preset("test", guide_steps=60, global_motion=True, arap_weight=1.0, tv_weight=0.1,
-                                       fit_colour_match=True)
-    problem = MotionProblem.build(tensors, cameras, settings)
+    problem, settings = motion_problem(make_test_blob(seed=3, count=800), orbit_views=2, guide_steps=60,
+                                       global_motion=True, arap_weight=1.0, tv_weight=0.1, fit_colour_match=True)
     translation = problem.field.global_motion.translation
     with torch.no_grad():
         translation[:, 0] = torch.linspace(0.0, 0.15, translation.shape[0])

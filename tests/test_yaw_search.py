@@ -10,11 +10,9 @@ import torch
 from animus3d_shared.settings import JobSettings, SettingsError
 from animus3d_worker.motion import apply_motion
 from animus3d_worker.motion_data import make_object, motion_animation
-from animus3d_worker.render import make_cameras
-from animus3d_worker.splat_tensors import SplatTensors
 from animus3d_worker.stages.guide import FRONT_VIEW
-from animus3d_worker.stages.msd import MotionProblem
 from animus3d_worker.stages.yaw_search import cheapest_turn, search_yaw, start_from_yaw
+from helpers_problem import motion_problem
 
 
 def test_the_cheapest_turn_follows_the_lowest_costs_one_step_at_a_time():
@@ -28,11 +26,11 @@ def test_the_cheapest_turn_follows_the_lowest_costs_one_step_at_a_time():
 @pytest.fixture(scope="module")
 def vehicle_problem():
     obj = make_object("vehicle", seed=7, count=900)
-    tensors = SplatTensors.from_splat(obj.splat, "cpu")
-    lo, hi = tensors.bbox
-    settings = JobSettings.from_preset("test", frames=16, resolution=32, global_motion=True)
-    cameras = make_cameras(lo, hi, resolution=32, orbit_views=1, device="cpu")
-    return obj, MotionProblem.build(tensors, cameras, settings)
+    return obj, _problem(obj)[0]
+
+
+def _problem(obj, **overrides):
+    return motion_problem(obj.splat, orbit_views=1, frames=16, resolution=32, global_motion=True, **overrides)
 
 
 def _clip(problem, obj, label: str) -> torch.Tensor:
@@ -77,11 +75,7 @@ def test_without_a_turn_the_guide_fit_keeps_the_whole_object_motion_at_rest(vehi
     from animus3d_worker.stages.guide import fit_to_guide
 
     obj, _ = vehicle_problem
-    tensors = SplatTensors.from_splat(obj.splat, "cpu")
-    lo, hi = tensors.bbox
-    settings = JobSettings.from_preset("test", frames=16, resolution=32, global_motion=True, guide_yaw_search=True,
-                                       guide_steps=5)
-    problem = MotionProblem.build(tensors, make_cameras(lo, hi, resolution=32, orbit_views=1, device="cpu"), settings)
+    problem, settings = _problem(obj, guide_yaw_search=True, guide_steps=5)
     fit_to_guide(problem, _clip(problem, obj, "jump"), settings, JobEvents())
     motion = problem.field.global_motion
     assert all(not p.requires_grad and float(p.detach().abs().max()) == 0.0 for p in motion.parameters())
