@@ -381,12 +381,19 @@ def run_case(case: SuiteCase, settings, *, device: str = "auto", models=None, pr
     from .motion_data import make_object
     from .pipeline import run_job
 
+    from .events import JobEvents
+
     obj = make_object(case.kind, case.seed, case.count)
+    messages: list[str] = []  # what the stages said (a turn found, a draw kept...), kept with the case's scores
+    events = JobEvents(on_progress=lambda p: messages.append(f"{p.stage}: {p.message}")
+                       if p.message and p.stage in ("guide", "msd", "refine") else None)
     start = time.perf_counter()
-    result = run_job(obj.splat, case.prompt, settings, seed=seed, device=device, models=models, priors=priors)
+    result = run_job(obj.splat, case.prompt, settings, seed=seed, device=device, models=models, priors=priors,
+                     events=events)
     seconds = time.perf_counter() - start
     metrics = evaluate_animation(obj.splat, result.animation, case.expected)
-    return {"id": case.id, "prompt": case.prompt, **asdict(metrics), "pipeline_seconds": round(seconds, 1)}
+    return {"id": case.id, "prompt": case.prompt, **asdict(metrics), "pipeline_seconds": round(seconds, 1),
+            "messages": messages}
 
 
 def metrics_dict(metrics: CaseMetrics) -> dict:

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                                         seed=args.seed))
                 r = rows[-1]
                 print(f"{name} {r['id']}: expected {r['expected']} predicted {r['predicted']} "
-                      f"PSNR {r['appearance_psnr']:.1f}", flush=True)
+                      f"PSNR {r['appearance_psnr']:.1f}" + "".join(f" | {m}" for m in r.get("messages", [])), flush=True)
                 report["runs"][name] = {"overrides": overrides, "summary": ev.summarise(rows), "cases": rows}
                 _write_report(args.out, report)  # partial results survive a run stopped by a time limit
         summary = ev.summarise(rows)
