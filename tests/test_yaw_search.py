@@ -64,8 +64,8 @@ def test_clips_without_a_turn_are_left_alone(vehicle_problem, label):
 
 def test_the_search_needs_the_whole_object_motion():
     with pytest.raises(SettingsError, match="global_motion"):
-        JobSettings.from_preset("standard", guide_yaw_search=True)
-    assert JobSettings.from_preset("standard", guide_yaw_search=True, global_motion=True).guide_yaw_search
+        JobSettings.from_preset("standard", global_motion=False)  # the search is on in standard
+    assert JobSettings.from_preset("standard", global_motion=False, guide_yaw_search=False).global_motion is False
 
 
 def test_without_a_turn_the_guide_fit_keeps_the_whole_object_motion_at_rest(vehicle_problem):
@@ -77,6 +77,42 @@ def test_without_a_turn_the_guide_fit_keeps_the_whole_object_motion_at_rest(vehi
     obj, _ = vehicle_problem
     problem, settings = _problem(obj, guide_yaw_search=True, guide_steps=5)
     fit_to_guide(problem, _clip(problem, obj, "jump"), settings, JobEvents())
+    motion = problem.field.global_motion
+    assert all(not p.requires_grad and float(p.detach().abs().max()) == 0.0 for p in motion.parameters())
+    assert any(float(p.detach().abs().max()) > 0.0 for p in problem.field.local_parameters())
+
+
+def _fit_with_search(obj, label: str, steps: int = 10):
+    from animus3d_worker.events import JobEvents
+    from animus3d_worker.stages.guide import fit_to_guide
+
+    problem, settings = _problem(obj, guide_yaw_search=True, guide_steps=steps)
+    reports = []
+    fit_to_guide(problem, _clip(problem, obj, label), settings, JobEvents(on_progress=reports.append))
+    return problem, reports
+
+
+def test_a_found_turn_is_kept_when_it_explains_the_guide_better(vehicle_problem):
+    """A spin: the fit from the found turn and the fit without it are both run (reported as one stage
+    of twice the steps), and the turned one is kept."""
+    obj, _ = vehicle_problem
+    problem, reports = _fit_with_search(obj, "spin")
+    assert reports[-1].step == reports[-1].total == 20
+    assert "kept the fit from a turn" in reports[-1].message
+    rotation = problem.field.global_motion.rotation
+    assert rotation.requires_grad and float(rotation.detach()[-1, 2].abs()) > math.radians(45)
+
+
+def test_a_turn_that_explains_the_guide_worse_is_dropped(vehicle_problem, monkeypatch):
+    """The search may take a jump for a turn (a plant's, in the suite); here it is made to: the fit
+    without the turn explains the jump better and is the one kept, whole-object motion at rest."""
+    from animus3d_worker.stages import guide
+
+    half_turn = torch.linspace(0.0, math.pi, 16)
+    monkeypatch.setattr(guide, "search_yaw", lambda problem, clip, view: half_turn)
+    obj, _ = vehicle_problem
+    problem, reports = _fit_with_search(obj, "jump")
+    assert "kept the fit without the turn of +180°" in reports[-1].message
     motion = problem.field.global_motion
     assert all(not p.requires_grad and float(p.detach().abs().max()) == 0.0 for p in motion.parameters())
     assert any(float(p.detach().abs().max()) > 0.0 for p in problem.field.local_parameters())

@@ -141,9 +141,14 @@ def run_job(
     done_work = {"value": 0.0}
 
     def stage_progress(stage: str, per_step: float, before_steps: float = 0.0):
-        """Progress of a stage with ETA; ``before_steps``: work done before its first step reports."""
+        """Progress of a stage with ETA; ``before_steps``: work done before its first step reports. A stage
+        may report more steps than its setting (the guide fit of two turn hypotheses): its share of the
+        work is the setting's, spread over the steps it reports."""
+        nominal = (weights[stage] - before_steps) / per_step if per_step else 0.0
+
         def on(progress: Progress) -> None:
-            fraction = (done_work["value"] + before_steps + per_step * progress.step) / total_work
+            share = progress.step / progress.total if progress.total else 0.0
+            fraction = (done_work["value"] + before_steps + per_step * nominal * share) / total_work
             events.progress(Progress(progress.stage, progress.step, progress.total, progress.losses,
                                      eta_s=clock.eta(fraction), message=progress.message))
         return on
