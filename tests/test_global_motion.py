@@ -128,9 +128,12 @@ def test_without_global_motion_the_field_has_no_global_parameters(cloud):
     assert len(field.local_parameters()) == len(list(field.parameters()))
 
 
-def test_the_setting_is_off_by_default_and_its_rate_is_validated():
-    assert JobSettings.from_preset("standard").global_motion is False
-    assert JobSettings.from_preset("standard", global_motion=True).global_motion is True
+def test_the_setting_is_on_with_the_turn_search_in_standard_off_in_the_papers_presets_and_validated():
+    assert JobSettings.from_preset("standard").global_motion is True
+    assert JobSettings.from_preset("standard").guide_yaw_search is True
+    for preset in ("msd_standard", "paper"):
+        assert JobSettings.from_preset(preset).global_motion is False
+    assert JobSettings.from_preset("standard", guide_yaw_search=False, global_motion=False).global_motion is False
     with pytest.raises(ValueError):
         JobSettings.from_preset("standard", global_lr=-1.0)
 

@@ -69,3 +69,9 @@ def test_only_the_generate_then_fit_default_frees_uniform_growth_from_arap():
     assert JobSettings.from_preset("msd_standard").arap_uniform_scale is False
     assert JobSettings.from_preset("standard").fit_colour_match is True  # the prior recolours; the fit should not paint
     assert JobSettings.from_preset("msd_standard").fit_colour_match is False
+
+
+def test_standard_draws_its_guide_in_50_ddim_steps():
+    # 50 steps: 30/36 suite motions against 27/36 at 20 (docs/evaluation.md, eleventh session)
+    assert JobSettings.from_preset("standard").guide_denoise_steps == 50
+    assert JobSettings().guide_denoise_steps == 20
