@@ -119,3 +119,12 @@ def test_cancel_stops_the_job(blob, priors, tmp_path):
 def test_static_prompt_is_derived_from_the_motion_prompt():
     assert derive_static_prompt("the robot waves its right arm") == "the robot, standing still, static"
     assert "static" in derive_static_prompt("a dancing flame")
+
+
+def test_a_job_with_the_turn_search_runs_and_reports_time_left(blob, priors, tmp_path):
+    result, _, progress = run(blob, priors, tmp_path, refine_steps=2, msd_steps=0, guide_steps=6,
+                              guide_denoise_steps=2, global_motion=True, guide_yaw_search=True)
+    assert result.animation.delta_position.shape[0] == 8  # 4 frames, refined at twice the rate
+    etas = [p.eta_s for p in progress if p.stage in ("guide", "refine") and p.step > 0]
+    assert etas and all(e is not None and e >= 0.0 for e in etas)
+    assert etas[-1] < max(etas)  # it counts down

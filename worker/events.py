@@ -54,16 +54,36 @@ class JobEvents:
 
 
 class EtaClock:
-    """Estimates time left from the fraction of weighted work done."""
+    """Estimates time left: within a stage from the pace of its own steps, before that from the fraction
+    of weighted work done.
+
+    The work weights are rough (a denoising step of the prior against a fit step of the renderer
+    differs by device and splat size: on a CPU with a 24 000-Gaussian splat the fraction alone said
+    10 s for a 3-minute fit), so once a stage has taken a step its own pace times the steps left, and
+    that pace per unit of work times the later stages' work, is the estimate."""
 
     def __init__(self) -> None:
         self.start = time.monotonic()
+        self._pace: tuple[str, int, float] | None = None  # (stage, first step seen, time then)
 
     def eta(self, fraction_done: float) -> float | None:
         if fraction_done <= 1e-6:
             return None
         elapsed = time.monotonic() - self.start
         return max(0.0, elapsed * (1.0 - fraction_done) / fraction_done)
+
+    def stage_eta(self, stage: str, step: int, total: int, stage_work: float, later_work: float) -> float | None:
+        """Seconds left when ``stage`` has done ``step`` of ``total`` steps that are ``stage_work`` units
+        of work, and ``later_work`` units follow it; None until the stage has been seen to take a step."""
+        now = time.monotonic()
+        if self._pace is None or self._pace[0] != stage or step < self._pace[1]:
+            self._pace = (stage, step, now)
+            return None
+        taken = step - self._pace[1]
+        if taken <= 0 or total <= 0 or stage_work <= 0:
+            return None
+        per_step = (now - self._pace[2]) / taken
+        return max(0.0, per_step * (total - step) + per_step * total / stage_work * later_work)
 
 
 @dataclass

@@ -149,8 +149,10 @@ def run_job(
         def on(progress: Progress) -> None:
             share = progress.step / progress.total if progress.total else 0.0
             fraction = (done_work["value"] + before_steps + per_step * nominal * share) / total_work
+            later_work = total_work - done_work["value"] - weights[stage]
+            eta = clock.stage_eta(stage, progress.step, progress.total, per_step * nominal, later_work)
             events.progress(Progress(progress.stage, progress.step, progress.total, progress.losses,
-                                     eta_s=clock.eta(fraction), message=progress.message))
+                                     eta_s=clock.eta(fraction) if eta is None else eta, message=progress.message))
         return on
 
     torch.manual_seed(seed)
