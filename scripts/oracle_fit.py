@@ -31,7 +31,7 @@ from animus3d_worker.motion_data import make_object, motion_animation
 from animus3d_worker.pipeline import field_animation, resolve_device
 from animus3d_worker.render import make_cameras
 from animus3d_worker.splat_tensors import SplatTensors
-from animus3d_worker.stages.guide import FRONT_VIEW, fit_to_guide
+from animus3d_worker.stages.guide import FRONT_VIEW, field_front_clip, fit_to_guide
 from animus3d_worker.stages.msd import MotionProblem
 
 
@@ -101,9 +101,7 @@ def fit_case(case, settings: JobSettings, device: torch.device, seed: int = 0, p
     if sheets:
         from pathlib import Path
 
-        with torch.no_grad():
-            _, (means, quats, log_scales) = problem.deform(problem.frames)
-            fitted = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0].float()
+        fitted = field_front_clip(problem).float()
         Path(sheets).mkdir(parents=True, exist_ok=True)
         write_sheet(Path(sheets) / f"{case.id}-{metrics.predicted}.png", [guide, fitted, truth])
     return {"id": case.id, "expected": case.expected, "predicted": metrics.predicted, "correct": metrics.correct,

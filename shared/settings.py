@@ -67,7 +67,8 @@ class JobSettings:
     fit_colour_match: bool = False
     # Before the guide fit, search the turn about the vertical that explains the guide clip best and
     # start the whole-object motion from it (needs `global_motion`; when no turn is found that motion
-    # stays frozen at the identity): from one view a gradient does not find a spin
+    # stays frozen at the identity; when one is, the clip is also fitted without it and the fit that
+    # explains it better is kept): from one view a gradient does not find a spin
     # (worker/stages/yaw_search.py).
     guide_yaw_search: bool = False
     # Stage 2: Motion Score Distillation

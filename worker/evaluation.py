@@ -378,15 +378,18 @@ def summarise(results: list[dict]) -> dict[str, float]:
 
 def run_case(case: SuiteCase, settings, *, device: str = "auto", models=None, priors=None, seed: int = 0) -> dict:
     """Runs the pipeline on one case and measures the result."""
+    from .events import JobEvents
     from .motion_data import make_object
     from .pipeline import run_job
 
-    from .events import JobEvents
-
     obj = make_object(case.kind, case.seed, case.count)
     messages: list[str] = []  # what the stages said (a turn found, a draw kept...), kept with the case's scores
-    events = JobEvents(on_progress=lambda p: messages.append(f"{p.stage}: {p.message}")
-                       if p.message and p.stage in ("guide", "msd", "refine") else None)
+
+    def keep_message(progress) -> None:
+        if progress.message and progress.stage in ("guide", "msd", "refine"):
+            messages.append(f"{progress.stage}: {progress.message}")
+
+    events = JobEvents(on_progress=keep_message)
     start = time.perf_counter()
     result = run_job(obj.splat, case.prompt, settings, seed=seed, device=device, models=models, priors=priors,
                      events=events)

@@ -144,13 +144,13 @@ def run_job(
         """Progress of a stage with ETA; ``before_steps``: work done before its first step reports. A stage
         may report more steps than its setting (the guide fit of two turn hypotheses): its share of the
         work is the setting's, spread over the steps it reports."""
-        nominal = (weights[stage] - before_steps) / per_step if per_step else 0.0
+        steps_work = weights[stage] - before_steps  # the work of the stage's steps, however many it reports
 
         def on(progress: Progress) -> None:
             share = progress.step / progress.total if progress.total else 0.0
-            fraction = (done_work["value"] + before_steps + per_step * nominal * share) / total_work
+            fraction = (done_work["value"] + before_steps + steps_work * share) / total_work
             later_work = total_work - done_work["value"] - weights[stage]
-            eta = clock.stage_eta(stage, progress.step, progress.total, per_step * nominal, later_work)
+            eta = clock.stage_eta(stage, progress.step, progress.total, steps_work, later_work)
             events.progress(Progress(progress.stage, progress.step, progress.total, progress.losses,
                                      eta_s=clock.eta(fraction) if eta is None else eta, message=progress.message))
         return on

@@ -67,8 +67,7 @@ def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings
     involved). With the embedded prior that choice was worse than the first draw (docs/evaluation.md,
     ninth session), so one draw is the default."""
     with torch.no_grad():
-        (_, (means, quats, log_scales)) = problem.deform(problem.frames)
-        still = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))  # the field is still the identity
+        still = field_front_clip(problem).unsqueeze(0)  # the field is still the identity
         latents = prior.encode_frames(still.to(prior.dtype))
         t_start = int(round(settings.guide_strength * (prior.num_train_timesteps - 1)))
         anchor = None
@@ -150,12 +149,17 @@ def _fit(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings, eve
     return losses
 
 
+def field_front_clip(problem: MotionProblem) -> torch.Tensor:
+    """The field's clip [T, 3, H, W] from the front view, as it stands (no gradients)."""
+    with torch.no_grad():
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        return problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
+
+
 def guide_error(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings) -> float:
     """How far the field's front-view clip is from the whole guide (the fit's own pixel loss)."""
     with torch.no_grad():
-        _, (means, quats, log_scales) = problem.deform(problem.frames)
-        clip = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
-        return float(pixel_fit_loss(clip, guide, settings.fit_colour_match))
+        return float(pixel_fit_loss(field_front_clip(problem), guide, settings.fit_colour_match))
 
 
 def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,

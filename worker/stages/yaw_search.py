@@ -5,10 +5,12 @@ only ever says "a little to the side", so the fit bends or slides the object ins
 tenth session: even the ground-truth clip of a spinning animal or vehicle was fitted as a walk or a
 slide). Here the rest object is rendered turned by each of ``candidates`` angles about the vertical
 through its base, every guide frame is compared with every turned render (colour-matched, as the fit
-compares, and shifted onto the frame's foreground centre, so that a slide or a jump is not taken for a turn), and the cheapest sequence of angles that starts at rest and turns at most
-``MAX_STEP`` candidates between frames is found by dynamic programming. If it explains the guide
+compares, and shifted onto the frame's foreground centre, so that a slide or a jump is not taken for
+a turn), and the cheapest sequence of angles that starts at rest and turns at most ``MAX_STEP``
+candidates between frames is found by dynamic programming. If it explains the guide
 clearly better than no turn at all, it becomes the starting point of the whole-object motion's
-rotation and the gradient fit goes on from there; if not, the guide stage freezes the whole-object
+rotation and the gradient fit goes on from there (the guide stage also fits the clip without it and
+keeps whichever fit explains the clip better); if not, the guide stage freezes the whole-object
 motion at the identity, so that a clip without a turn is fitted as it is without the search.
 """
 
