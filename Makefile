@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 # torch 2.13.0: the CPU build on dev/CI machines (pip takes it from local disk there); a CUDA
 # machine can keep its own torch (the project's range is >=2.4,<=2.14.1).
 TORCH   ?= torch==2.13.0
-DEPS_ID := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEPS_ID := $(shell cat pyproject.toml lab/pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test test-fast gpu-test bench addon clean
 
@@ -20,6 +20,7 @@ $(VENV)/.worker-$(DEPS_ID):
 
 $(VENV)/.test-$(DEPS_ID): $(VENV)/.worker-$(DEPS_ID)
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps -e ./lab
 	touch $@
 
 demo: $(VENV)/.worker-$(DEPS_ID)
@@ -34,7 +35,7 @@ test-fast: $(VENV)/.test-$(DEPS_ID)
 gpu-test: $(VENV)/.test-$(DEPS_ID)
 	$(PY) -m pytest -m gpu -q tests/gpu
 
-bench: $(VENV)/.worker-$(DEPS_ID)
+bench: $(VENV)/.test-$(DEPS_ID)
 	$(PY) -m animus3d_worker.cli bench
 
 addon: $(VENV)/.test-$(DEPS_ID)

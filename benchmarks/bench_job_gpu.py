@@ -31,7 +31,7 @@ def write_full_size_prior(folder: Path) -> Path:
     import diffusers
     import torch
 
-    from animus3d_worker.bench import build_full_size_prior
+    from animus3d_lab.bench import build_full_size_prior
     from animus3d_worker.priors.tiny import MODELSCOPE_SCHEDULER
     from diffusers import DDIMScheduler
 

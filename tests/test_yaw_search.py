@@ -9,7 +9,7 @@ import torch
 
 from animus3d_shared.settings import JobSettings, SettingsError
 from animus3d_worker.motion import apply_motion
-from animus3d_worker.motion_data import make_object, motion_animation
+from animus3d_lab.motion_data import make_object, motion_animation
 from animus3d_worker.stages.guide import FRONT_VIEW
 from animus3d_worker.stages.yaw_search import cheapest_turn, search_yaw, start_from_yaw
 from helpers_problem import motion_problem

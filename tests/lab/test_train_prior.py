@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from animus3d_worker.motion_data import MOTION_LABELS, all_descriptions, mirror_caption
+from animus3d_lab.motion_data import MOTION_LABELS, all_descriptions, mirror_caption
 from animus3d_worker.priors import load_prior
 from animus3d_worker.priors.packing import PACKED_FILE
-from animus3d_worker.train_prior import PriorTrainer, TrainPriorError, motion_loss_weights, small_test_config
+from animus3d_lab.train_prior import PriorTrainer, TrainPriorError, motion_loss_weights, small_test_config
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,8 @@ def test_an_exported_prior_can_be_fine_tuned_on_smaller_motions(trained, tmp_pat
 def test_a_run_from_before_object_diversity_resumes_on_many_new_objects(trained, tmp_path):
     """A saved config without the object fields means 6 objects a kind from seed 0; a resume may
     switch to other clips and objects: the dataset is re-rendered from them and the weights carry over."""
-    from animus3d_worker.prior_check import HELD_OUT_OBJECT_SEED
-    from animus3d_worker.train_prior import EXPORT_MARKER, TrainConfig
+    from animus3d_lab.prior_check import HELD_OUT_OBJECT_SEED
+    from animus3d_lab.train_prior import EXPORT_MARKER, TrainConfig
 
     _, trainer, _, _ = trained
     folder = trainer.export(tmp_path / "prior")

@@ -10,6 +10,7 @@ fi
 mkdir -p /tmp/pkgs
 ln -sfn "$PWD/shared" /tmp/pkgs/animus3d_shared
 ln -sfn "$PWD/worker" /tmp/pkgs/animus3d_worker
+ln -sfn "$PWD/lab/animus3d_lab" /tmp/pkgs/animus3d_lab
 export PYTHONPATH="/tmp/pkgs:/tmp/site:$PWD"
 export ANIMUS3D_CACHE=/tmp/animus3d-cache HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run evaluation shards as parallel processes on the GPU machine (device tool), within one call.
 #
-#   bash scripts/gpu_evaluate.sh SHARDS MINUTES OUT_DIR [animus3d evaluate options...]
-#   ONLY="4 5 6 7" bash scripts/gpu_evaluate.sh 12 9.5 $OUT/eval --suite evals/suite.jsonl --preset standard --device cuda
+#   bash lab/scripts/gpu_evaluate.sh SHARDS MINUTES OUT_DIR [animus3d evaluate options...]
+#   ONLY="4 5 6 7" bash lab/scripts/gpu_evaluate.sh 12 9.5 $OUT/eval --suite evals/suite.jsonl --preset standard --device cuda
 #
 # Starts one `animus3d evaluate --shard I/SHARDS` process per shard index (all of 0..SHARDS-1, or the
 # indices in $ONLY) at once on the one GPU, stops them so that the whole script (set-up and gsplat
@@ -18,7 +18,7 @@
 set -uo pipefail
 SHARDS=${1:?shards}; MINUTES=${2:?minutes}; DIR=${3:?out dir}; shift 3
 START=$SECONDS
-source scripts/device_setup.sh
+source lab/scripts/device_setup.sh
 mkdir -p "$DIR"
 LEFT=$(python3 -c "print(max(30, int($MINUTES * 60 - ($SECONDS - $START) - 25)))")
 INDICES=${ONLY:-$(seq 0 $((SHARDS - 1)))}
@@ -29,7 +29,7 @@ for i in $INDICES; do
 done
 wait
 grep -h "expected" "$DIR"/shard-*.log | grep -v Traceback | head -100
-python3 scripts/merge_eval.py "$DIR/results.json" "$DIR"/shard-*/results.json
+python3 lab/scripts/merge_eval.py "$DIR/results.json" "$DIR"/shard-*/results.json
 for i in $INDICES; do tail -n 3 "$DIR/shard-$i.log" | grep -i "error" && echo "(shard $i)"; done
 tar czf "$DIR/shards.tar.gz" -C "$DIR" $(cd "$DIR" && ls -d shard-*) && rm -rf "$DIR"/shard-*
 exit 0

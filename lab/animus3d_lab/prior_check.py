@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .motion_data import KIND_MOTIONS, build_clip, clip_specs, describe
-from .priors.scoring import TIMESTEPS, denoising_errors
+from animus3d_worker.priors.scoring import TIMESTEPS, denoising_errors
 
 HELD_OUT_SEED = 777  # clip_specs seed of the check's clips (training runs so far used data seeds 0 and 1)
 # With new_objects: object seeds no training run uses (train_prior starts new runs at 10000 and draws

@@ -1,6 +1,6 @@
 """How much of a right guide clip does the fit keep? (a diagnostic for the generate-then-fit stage)
 
-    python scripts/oracle_fit.py --suite evals/suite.jsonl [--only spin,grow] [--set global_motion=true]
+    python lab/scripts/oracle_fit.py --suite evals/suite.jsonl [--only spin,grow] [--set global_motion=true]
 
 For each suite case the guide is not drawn from the prior but rendered from the ground truth: the
 case's object moving as its expected motion (the suite's own synthetic motion, amplitude 1), from
@@ -24,10 +24,10 @@ import torch
 
 from animus3d_shared.settings import JobSettings
 from animus3d_worker.commands.animate import parse_overrides
-from animus3d_worker.evaluation import evaluate_animation, load_suite
+from animus3d_lab.evaluation import evaluate_animation, load_suite
 from animus3d_worker.events import JobEvents
 from animus3d_worker.motion import apply_motion
-from animus3d_worker.motion_data import make_object, motion_animation
+from animus3d_lab.motion_data import make_object, motion_animation
 from animus3d_worker.pipeline import field_animation, resolve_device
 from animus3d_worker.render import make_cameras
 from animus3d_worker.splat_tensors import SplatTensors

@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import replace
 
-from . import CommandError
+from animus3d_worker.commands import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,8 @@
 """Can the prior animate a still object at all? (a diagnostic for the generate-then-fit idea)
 
-    python scripts/sdedit_probe.py [--kind character] [--seed 101] [--strengths 0.8,0.95] [--guidances 7.5]
-    python scripts/sdedit_probe.py --noise random        # plain SDEdit: fresh noise instead of inversion
-    python scripts/sdedit_probe.py --suite evals/suite.jsonl --strengths 0.95 --guidances 15   # every case
+    python lab/scripts/sdedit_probe.py [--kind character] [--seed 101] [--strengths 0.8,0.95] [--guidances 7.5]
+    python lab/scripts/sdedit_probe.py --noise random        # plain SDEdit: fresh noise instead of inversion
+    python lab/scripts/sdedit_probe.py --suite evals/suite.jsonl --strengths 0.95 --guidances 15   # every case
 
 For one synthetic object: its still clip's latents z₀ are DDIM-inverted under the derived static
 prompt to t = strength·T (or noised with fresh Gaussian noise, ``--noise random``), then
@@ -24,7 +24,7 @@ import argparse
 
 import torch
 
-from animus3d_worker.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
+from animus3d_lab.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
 from animus3d_worker.pipeline import derive_static_prompt
 from animus3d_worker.priors import ddim, load_prior
 from animus3d_worker.priors.scoring import TIMESTEPS, prompt_preference
@@ -124,7 +124,7 @@ def probe(prior, args, motions, z0, refs, directions, names, empty, strength: fl
 
 def probe_suite(prior, args) -> None:
     """Each suite case: the guide clip of its still object under its prompt, and its nearest motion."""
-    from animus3d_worker.evaluation import load_suite
+    from animus3d_lab.evaluation import load_suite
 
     cases = load_suite(args.suite)[: args.limit]
     settings = [(float(s), float(g)) for s in args.strengths.split(",") for g in args.guidances.split(",")]

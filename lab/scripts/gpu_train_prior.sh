@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Train the embedded prior on the GPU machine (device tool), one call of at most ~9 minutes.
 #
-#   bash scripts/gpu_train_prior.sh [MINUTES=8] [RUN_DIR=out/prior] [FROM] [extra train-prior options...]
+#   bash lab/scripts/gpu_train_prior.sh [MINUTES=8] [RUN_DIR=out/prior] [FROM] [extra train-prior options...]
 #
-# - Sources scripts/device_setup.sh (carried wheels, package links); gsplat is not needed: the
+# - Sources lab/scripts/device_setup.sh (carried wheels, package links); gsplat is not needed: the
 #   dataset is rendered with the pure-torch splatter on CUDA (BUILD_GSPLAT=0 saves ~2 min).
 # - Resumes from RUN_DIR/checkpoint when it exists: carry "out/prior/checkpoint" on later calls
 #   after restoring it locally with:  mkdir -p out/prior && cat FILES_AT/checkpoint.tar.part-* | tar -x -C out/prior
@@ -37,7 +37,7 @@ RUN=${2:-out/prior}
 FROM=${3:-}
 shift $(( $# < 3 ? $# : 3 ))
 export BUILD_GSPLAT=0
-source scripts/device_setup.sh
+source lab/scripts/device_setup.sh
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" "$RUN"
 
@@ -71,7 +71,7 @@ if [ -n "${CHECK_NEW_CLIPS:-}" ] && [ -d "$RUN/export" ]; then
     --render-backend torch --new-objects --out "$OUT/check-new.json" 2>&1 | grep -v "Loading weights" | tail -n 20
 fi
 if [ -n "${SDEDIT_SUITE:-}" ] && [ -d "$RUN/export" ]; then
-  python3 scripts/sdedit_probe.py --suite "$SDEDIT_SUITE" --prior "$RUN/export" --strengths 0.95 \
+  python3 lab/scripts/sdedit_probe.py --suite "$SDEDIT_SUITE" --prior "$RUN/export" --strengths 0.95 \
     --guidances 15,30 --device cuda 2>&1 | grep -v "Loading weights" > "$OUT/sdedit.txt"
   tail -n 12 "$OUT/sdedit.txt"
 fi

@@ -222,7 +222,7 @@ def distortion(rest_means: np.ndarray, frames_means: np.ndarray, k: int = 8, max
     """ARAP residual (dimensionless) of the frames against the rest means, over a fixed subset."""
     import torch
 
-    from .motion.regularizers import arap_loss, knn_graph
+    from animus3d_worker.motion.regularizers import arap_loss, knn_graph
 
     rest = np.asarray(rest_means, np.float32)
     idx = np.arange(len(rest)) if len(rest) <= max_points else np.sort(
@@ -237,7 +237,7 @@ def _front_renders(splat: GaussianSplat, animation: Animation, resolution: int, 
     """Front renders [T, H, W, 3] (optionally with each frame's global similarity undone)."""
     import torch
 
-    from .render import make_cameras, render
+    from animus3d_worker.render import make_cameras, render
     from .motion_data import matrix_to_quat
     from animus3d_shared.deformation import quat_multiply
 
@@ -378,9 +378,9 @@ def summarise(results: list[dict]) -> dict[str, float]:
 
 def run_case(case: SuiteCase, settings, *, device: str = "auto", models=None, priors=None, seed: int = 0) -> dict:
     """Runs the pipeline on one case and measures the result."""
-    from .events import JobEvents
+    from animus3d_worker.events import JobEvents
     from .motion_data import make_object
-    from .pipeline import run_job
+    from animus3d_worker.pipeline import run_job
 
     obj = make_object(case.kind, case.seed, case.count)
     messages: list[str] = []  # what the stages said (a turn found, a draw kept...), kept with the case's scores

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from animus3d_worker import motion_data as md
+from animus3d_lab import motion_data as md
 
 
 def test_objects_are_deterministic_and_labelled():
@@ -81,7 +81,7 @@ def test_rendered_clip_shape_range_and_motion():
 
 
 def test_clip_amplitudes_follow_the_requested_range():
-    from animus3d_worker.motion_data import MotionDataError, clip_specs
+    from animus3d_lab.motion_data import MotionDataError, clip_specs
 
     default = [s.amplitude for s in clip_specs(200, seed=3)]
     assert 0.7 <= min(default) and max(default) <= 1.2
@@ -93,7 +93,7 @@ def test_clip_amplitudes_follow_the_requested_range():
 
 
 def test_clip_objects_come_from_the_requested_seed_range():
-    from animus3d_worker.motion_data import MotionDataError, clip_specs
+    from animus3d_lab.motion_data import MotionDataError, clip_specs
 
     legacy = clip_specs(300, seed=1)
     assert {s.object_seed for s in legacy} == set(range(6))

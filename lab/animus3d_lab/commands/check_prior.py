@@ -1,7 +1,7 @@
 """`animus3d check-prior [--prior SPEC] [--clips N] [--device D] [--out FILE.json]`.
 
 Does the prior know the motions? A diffusion-classifier test on held-out synthetic clips
-(``animus3d_worker.prior_check``): prints the accuracy, chance level, per-motion tallies and the
+(``animus3d_lab.prior_check``): prints the accuracy, chance level, per-motion tallies and the
 most frequent confusions. No pipeline runs; a few seconds on a GPU, minutes on a CPU.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import CommandError
+from animus3d_worker.commands import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import resolve_device
+    from animus3d_worker.pipeline import resolve_device
     from ..prior_check import check_prior, confusion_summary
-    from ..priors import PriorLoadError, load_prior
+    from animus3d_worker.priors import PriorLoadError, load_prior
 
     if args.clips < 1:
         raise CommandError("--clips must be at least 1")

@@ -338,7 +338,7 @@ def render_clip(obj: SyntheticObject, animation: Animation, *, resolution: int =
     """
     import torch
 
-    from .render import make_cameras, render
+    from animus3d_worker.render import make_cameras, render
 
     rng = rng or np.random.default_rng(0)
     splat = obj.splat

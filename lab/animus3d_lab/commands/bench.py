@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import CommandError
+from animus3d_worker.commands import CommandError
 
 
 def add_arguments(parser) -> None:
@@ -39,7 +39,7 @@ def run(args) -> int:
             raise CommandError("full-size benchmarks need a CUDA GPU; use --small for a CPU smoke run")
     if args.unet_only:
         from ..bench import build_full_size_prior, format_unet_table, unet_forward_table
-        from ..pipeline import resolve_device
+        from animus3d_worker.pipeline import resolve_device
 
         dev = resolve_device(args.device)
         print(format_unet_table(unet_forward_table(build_full_size_prior(dev, torch.float32), dev)))

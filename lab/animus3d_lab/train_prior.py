@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 from .motion_data import (DEFAULT_AMPLITUDE_RANGE, ORBIT_ELEVATION_DEG, MotionDataError, check_amplitude_range,
                           clip_specs, make_object, mirror_caption, motion_animation, render_clip)
-from .priors.packing import PackingError, unpacked_folder
-from .priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
+from animus3d_worker.priors.packing import PackingError, unpacked_folder
+from animus3d_worker.priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
 
 log = logging.getLogger("animus3d.train_prior")
 
@@ -177,7 +177,7 @@ def build_tokenizer(folder: Path):
     """The locally built CLIP tokenizer, saved into ``folder``."""
     from transformers import CLIPTokenizer
 
-    from .priors.tokenizer import write_tokenizer_source
+    from animus3d_worker.priors.tokenizer import write_tokenizer_source
 
     write_tokenizer_source(folder)
     tokenizer = CLIPTokenizer.from_pretrained(str(folder), model_max_length=MAX_TEXT_LENGTH)
@@ -599,7 +599,7 @@ class PriorTrainer:
         them). Still over the limit: TrainPriorError, and nothing is written."""
         import diffusers
 
-        from .priors.packing import PACKABLE, pack_component
+        from animus3d_worker.priors.packing import PACKABLE, pack_component
 
         folder = Path(folder)
         staging = folder.with_name(folder.name + ".tmp")

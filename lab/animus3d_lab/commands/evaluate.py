@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import CommandError
+from animus3d_worker.commands import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +50,9 @@ def _table(title: str, rows: list[dict], summary: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     from animus3d_shared.settings import JobSettings, SettingsError
 
-    from .. import evaluation as ev
-    from ..models import ModelConfig, ModelConfigError
-    from .animate import parse_overrides
+    from animus3d_lab import evaluation as ev
+    from animus3d_worker.models import ModelConfig, ModelConfigError
+    from animus3d_worker.commands.animate import parse_overrides
 
     try:
         cases = ev.load_suite(args.suite)
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 metrics = ev.evaluate_animation(obj.splat, motion_animation(obj, case.expected), case.expected)
                 rows.append({"id": case.id, "prompt": case.prompt, **ev.metrics_dict(metrics)})
         else:
-            from ..pipeline import PriorCache
+            from animus3d_worker.pipeline import PriorCache
 
             priors = priors or PriorCache()
             try:
@@ -115,7 +115,7 @@ def _shard_slice(text: str) -> slice:
 
 def merge_reports(reports: list[dict]) -> dict:
     """One report from the results.json of several shards of the same suite (cases in suite order)."""
-    from .. import evaluation as ev
+    from animus3d_lab import evaluation as ev
 
     if not reports:
         raise CommandError("no reports to merge")

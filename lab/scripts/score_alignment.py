@@ -1,7 +1,7 @@
 """Does the MSD gradient at a still render point toward the prompted motion? (a diagnostic)
 
-    python scripts/score_alignment.py [--kind character] [--seed 101] [--prior embedded] [--steps 10]
-    python scripts/score_alignment.py --continue-from 0.3     # starts that already move a little
+    python lab/scripts/score_alignment.py [--kind character] [--seed 101] [--prior embedded] [--steps 10]
+    python lab/scripts/score_alignment.py --continue-from 0.3     # starts that already move a little
 
 For one synthetic object: the latents z₀ of its still clip (front view) and, per motion m, the latents
 z_m of its ground-truth clip. For each prompt p, the MSD update direction at z₀ — minus
@@ -22,7 +22,7 @@ import argparse
 import torch
 
 from animus3d_shared.settings import JobSettings
-from animus3d_worker.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
+from animus3d_lab.motion_data import KIND_MOTIONS, describe, make_object, motion_animation, render_clip
 from animus3d_worker.pipeline import derive_static_prompt, encode_conditioning
 from animus3d_worker.priors import load_prior
 from animus3d_worker.stages.msd import msd_gradient, predict_scores

@@ -25,8 +25,8 @@ import torch
 
 from animus3d_shared.settings import PRESETS, JobSettings
 
-from .events import JobEvents
-from .timing import SectionTimer
+from animus3d_worker.events import JobEvents
+from animus3d_worker.timing import SectionTimer
 
 MSD_SECTIONS = ("field", "render", "encode", "inversion", "guidance", "regularisers", "backward")
 
@@ -43,9 +43,9 @@ def build_full_size_prior(device: torch.device, dtype: torch.dtype, text_layers:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from .priors.base import VideoPrior
-    from .priors.tiny import MODELSCOPE_SCHEDULER
-    from .priors.tokenizer import build_clip_tokenizer
+    from animus3d_worker.priors.base import VideoPrior
+    from animus3d_worker.priors.tiny import MODELSCOPE_SCHEDULER
+    from animus3d_worker.priors.tokenizer import build_clip_tokenizer
 
     torch.manual_seed(0)
     tokenizer = build_clip_tokenizer(tempfile.mkdtemp(prefix="animus3d-bench-tok-"))
@@ -96,13 +96,13 @@ def _prior_dtype(prior, dtype: torch.dtype):
 def measure(prior, splat, settings: JobSettings, device: torch.device, *, lora_steps: int, msd_steps: int,
             refine_steps: int, warmup: int = 2) -> dict:
     """ms per step of each stage with ``settings``, running the stages' own code."""
-    from .pipeline import encode_conditioning, derive_static_prompt
-    from .priors import lora
-    from .render import make_cameras
-    from .splat_tensors import SplatTensors
-    from .stages.msd import MotionProblem, optimise_motion
-    from .stages.refine import refine_motion
-    from .stages.static_prior import fit_static_prior
+    from animus3d_worker.pipeline import encode_conditioning, derive_static_prompt
+    from animus3d_worker.priors import lora
+    from animus3d_worker.render import make_cameras
+    from animus3d_worker.splat_tensors import SplatTensors
+    from animus3d_worker.stages.msd import MotionProblem, optimise_motion
+    from animus3d_worker.stages.refine import refine_motion
+    from animus3d_worker.stages.static_prior import fit_static_prior
 
     prompt = "the character waves its right arm"
     static_prompt = derive_static_prompt(prompt)
@@ -207,12 +207,12 @@ def run_bench(device: str = "cuda", presets: tuple[str, ...] = ("draft", "msd_st
     """Measures each preset (optimised) and the reference configuration; prints and returns a table."""
     from animus3d_shared.samples import make_character
 
-    from .pipeline import resolve_device
+    from animus3d_worker.pipeline import resolve_device
 
     dev = resolve_device(device)
     fast_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     if small:  # CPU smoke run: the tiny prior, a small splat; same code path
-        from .priors import load_prior
+        from animus3d_worker.priors import load_prior
 
         prior = load_prior("tiny", device=dev, dtype=fast_dtype)
     else:
@@ -280,7 +280,7 @@ def format_table(result: dict) -> str:
 def unet_forward_table(prior, device: torch.device, frames: int = 16, latent: int = 32, repeats: int = 5) -> dict:
     """ms per UNet forward for each dtype, with and without LoRA (fp32 LoRA weights, and LoRA cast to the
     base dtype), at batch 1 and 3 — what decides the pipeline's precision and batching."""
-    from .priors import lora
+    from animus3d_worker.priors import lora
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     table: dict[str, dict[str, float]] = {}

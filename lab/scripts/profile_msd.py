@@ -7,7 +7,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from animus3d_shared.samples import make_character
 from animus3d_shared.settings import JobSettings
-from animus3d_worker.bench import build_full_size_prior
+from animus3d_lab.bench import build_full_size_prior
 from animus3d_worker.events import JobEvents
 from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import lora

@@ -1,13 +1,13 @@
 """Merge the results.json of evaluation shards and print the tables:
 
-    python scripts/merge_eval.py OUT.json SHARD_DIR/results.json [...]
+    python lab/scripts/merge_eval.py OUT.json SHARD_DIR/results.json [...]
 """
 
 import json
 import sys
 from pathlib import Path
 
-from animus3d_worker.commands.evaluate import merge_reports, print_report
+from animus3d_lab.commands.evaluate import merge_reports, print_report
 
 if __name__ == "__main__":
     if len(sys.argv) < 3:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from animus3d_shared.deformation import Animation
-from animus3d_worker import evaluation as ev
-from animus3d_worker import motion_data as md
+from animus3d_lab import evaluation as ev
+from animus3d_lab import motion_data as md
 
 
 def test_classifier_recovers_ground_truth_motions():

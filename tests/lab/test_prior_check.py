@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from animus3d_worker.motion_data import KIND_MOTIONS, build_clip, clip_specs
-from animus3d_worker.prior_check import check_prior, classify_clip
+from animus3d_lab.motion_data import KIND_MOTIONS, build_clip, clip_specs
+from animus3d_lab.prior_check import check_prior, classify_clip
 from animus3d_worker.priors import load_prior
 
 
