@@ -172,6 +172,7 @@ class Result:
     timings: "dict[str, float]" = field(default_factory=dict)
     losses: "dict[str, float]" = field(default_factory=dict)
     loss_history: "dict[str, list[float]]" = field(default_factory=dict)
+    warnings: "list[str]" = field(default_factory=list)  # notices for the artist (prompt not understood, …)
 
 
 @dataclass(frozen=True)

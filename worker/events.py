@@ -99,3 +99,4 @@ class JobResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     losses: dict[str, float] = field(default_factory=dict)  # final value of each loss term
     loss_history: dict[str, list[float]] = field(default_factory=dict)  # per logged step
+    warnings: list[str] = field(default_factory=list)  # notices for the artist (``understanding``)

@@ -19,6 +19,7 @@ from animus3d_shared.deformation import Animation
 from animus3d_shared.settings import JobSettings
 from animus3d_shared.splat import GaussianSplat
 
+from . import understanding
 from .events import EtaClock, JobEvents, JobResult, Progress
 from .models import ModelConfig
 from .priors import load_prior, lora
@@ -169,6 +170,9 @@ def run_job(
     cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
                            elevation_deg=settings.camera_elevation_deg, device=dev)
     cond = encode_conditioning(prior, prompt, static_prompt)
+    understood, warnings = understanding.prompt_report(prompt, prior)
+    for notice in warnings:
+        events.progress(Progress("load", 0, 1, message=notice))
     problem = MotionProblem.build(tensors, cameras, settings)
     timings["load"] = time.perf_counter() - t0
     events.progress(Progress("load", 1, 1))
@@ -257,6 +261,8 @@ def run_job(
     final = {k: v[-1] for k, v in history.items() if v}
     events.progress(Progress("export", 1, 1, losses=final, eta_s=0.0, message="done"))
     log.info("job done prompt=%r frames=%d total_s=%.2f", prompt, out_frames, timings["total"])
+    late_warning = understanding.result_warning(understood, splat, animation)
+    warnings += [late_warning] if late_warning else []
     return JobResult(animation=animation, settings=settings.to_dict(), seed=seed, prompt=prompt,
                      static_prompt=static_prompt, device=str(dev), timings=timings, losses=final,
-                     loss_history=history)
+                     loss_history=history, warnings=warnings)

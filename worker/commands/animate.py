@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             wire_settings = {"preset": args.preset, **overrides}
             result = run_remote(args, splat, wire_settings, display)
+        for warning in result.warnings:
+            display.warn(warning)
         display.note(f"writing outputs to {out_dir}")
     from ..outputs import write_outputs
 
@@ -137,7 +139,8 @@ def run_remote(args, splat, wire_settings: dict, display: "ProgressDisplay"):
                     return JobResult(animation=msg.animation, settings=dict(msg.settings), seed=msg.seed,
                                      prompt=msg.prompt, static_prompt=msg.static_prompt, device=msg.device,
                                      timings=dict(msg.timings), losses=dict(msg.losses),
-                                     loss_history={k: list(v) for k, v in msg.loss_history.items()})
+                                     loss_history={k: list(v) for k, v in msg.loss_history.items()},
+                                     warnings=list(msg.warnings))
                 elif isinstance(msg, Cancelled):
                     raise CommandError(f"job {msg.job_id} was cancelled on the worker")
                 elif isinstance(msg, Error):
@@ -183,6 +186,9 @@ class ProgressDisplay:
 
     def note(self, text: str) -> None:
         self.progress.console.print(text)
+
+    def warn(self, text: str) -> None:
+        self.progress.console.print(f"warning: {text}", style="bold yellow", markup=False, highlight=False)
 
     def update(self, p) -> None:
         losses = " ".join(f"{k}={v:.3g}" for k, v in list(p.losses.items())[:4])

@@ -136,6 +136,7 @@ def load_unet3d_prior(source: str | Path, *, name: str | None = None, device: to
     prior = VideoPrior(name, *components, device=device, dtype=dtype)
     if local:
         prior.native_resolution = trained_resolution(path)
+        prior.folder = path.resolve()
     log.info("loaded prior %s (%s, %s) unet=%.0fM params", name, prior.device, dtype,
              sum(p.numel() for p in prior.unet.parameters()) / 1e6)
     return prior
