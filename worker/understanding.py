@@ -94,6 +94,10 @@ def _verb_like(word: str) -> bool:
         (word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 2)
 
 
+def _sides(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower())) & {"left", "right"}
+
+
 @dataclass(frozen=True)
 class Understanding:
     """How a prompt relates to the motions a prior learnt."""
@@ -134,9 +138,16 @@ def understand(prompt: str, learnt: LearntMotions) -> Understanding:
     phrase = motion_phrase(prompt)
     vectors = sentence_encoder().embed([phrase, *phrases]).numpy()
     sims = vectors[1:] @ vectors[0]
+    # The encoder places "left" and "right" almost on top of each other: a prompt naming one side
+    # only is not matched with captions naming only the other.
+    side = _sides(phrase)
     best: dict[str, float] = {}
-    for label, sim in zip(labels, sims):
+    for label, caption, sim in zip(labels, phrases, sims):
+        if len(side) == 1 and _sides(caption) and not _sides(caption) & side:
+            continue
         best[label] = max(best.get(label, -1.0), float(sim))
+    if not best:
+        best = {label: -1.0 for label in learnt.motions}
     nearest = tuple(sorted(best.items(), key=lambda item: -item[1]))
     return Understanding(prompt, phrase, nearest, learnt.threshold, learnt.static)
 

@@ -62,8 +62,9 @@ def heldout_cases(split: dict) -> list[dict]:
             phrases = split["paraphrases"][label]
             for j in range(2):
                 index = k + m + j
+                prompt = phrases[index % len(phrases)].format(n=nouns[index % len(nouns)])
                 cases.append({"id": f"heldout-{kind}-{label}-{j}", "kind": kind, "seed": first + len(cases),
-                              "prompt": phrases[index % len(phrases)].format(n=nouns[index % len(nouns)]),
+                              "prompt": re.sub(r"\ba (?=[aeiou])", "an ", prompt),
                               "expected": label, "count": 3000})
     return cases
 
