@@ -147,3 +147,27 @@ def test_a_job_reports_a_prompt_it_does_not_understand(prior_with_vocabulary, tm
     still = run_job(blob, "the blob jumps", JobSettings.from_preset("test", msd_steps=0, refine_steps=0), seed=1,
                     device="cpu", models=models, priors=cache, lora_cache_dir=tmp_path / "lora")
     assert [w.split(":")[0] for w in still.warnings] == ["negligible motion"]
+
+
+@pytest.mark.slow
+def test_the_cli_shows_the_notice_and_job_json_keeps_it(prior_with_vocabulary, tmp_path):
+    import subprocess
+    import sys
+
+    from animus3d_shared.ply import write_ply
+    from animus3d_shared.samples import make_test_blob
+
+    ply = tmp_path / "blob.ply"
+    write_ply(ply, make_test_blob(seed=2, count=500))
+    models = tmp_path / "models.json"
+    models.write_text(json.dumps({"motion_prior": str(prior_with_vocabulary),
+                                  "lora_cache_dir": str(tmp_path / "lora")}))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "animus3d_worker.cli", "animate", str(ply), "--prompt",
+                           "the blob zindles quaxly", "--local", "--preset", "test", "--device", "cpu",
+                           "--models", str(models), "--set", "refine_steps=0", "--no-preview", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "warning: not understood" in proc.stderr
+    job = json.loads((out / "job.json").read_text())
+    assert job["warnings"] and job["warnings"][0].startswith("not understood")
