@@ -171,3 +171,34 @@ def test_the_cli_shows_the_notice_and_job_json_keeps_it(prior_with_vocabulary, t
     assert "warning: not understood" in proc.stderr
     job = json.loads((out / "job.json").read_text())
     assert job["warnings"] and job["warnings"][0].startswith("not understood")
+
+
+def test_a_prior_folder_can_refer_to_the_packaged_encoder_instead_of_copying_it(tmp_path):
+    import torch
+    from diffusers import UNet3DConditionModel
+
+    from animus3d_worker.priors import load_prior
+    from animus3d_worker.priors.tiny import build_tiny_prior_folder
+
+    folder = build_tiny_prior_folder(tmp_path / "minilm-prior", seed=0)
+    config = UNet3DConditionModel.load_config(str(folder / "unet"))
+    config["cross_attention_dim"] = minilm.HIDDEN
+    shutil.rmtree(folder / "unet")
+    UNet3DConditionModel.from_config(config).save_pretrained(str(folder / "unet"))
+    shutil.rmtree(folder / "text_encoder")
+    shutil.rmtree(folder / "tokenizer")
+    minilm.write_packaged_reference(folder, max_length=24)
+    assert sum(p.stat().st_size for p in (folder / "text_encoder").iterdir()) < 1000, "a reference, not weights"
+
+    prior = load_prior(str(folder))
+    states = prior.encode_text(["the lamp twirls", "blorf", ""])
+    assert states.shape == (3, 24, minilm.HIDDEN)
+    alone = load_prior(str(folder)).encode_text(["the lamp twirls"])
+    torch.testing.assert_close(states[:1], alone)
+    assert not torch.equal(states[0], states[1])
+    latents = torch.zeros(1, 4, 2, 4, 4)
+    assert prior.predict_noise(latents, 500, states[:1]).shape == latents.shape
+
+    (folder / "text_encoder" / minilm.PACKAGED_REFERENCE).write_text('{"requirement": "other==1"}')
+    with pytest.raises(Exception, match="requirement"):
+        load_prior(str(folder))

@@ -87,6 +87,71 @@ class SentenceEncoder:
         return torch.nn.functional.normalize(pooled, dim=-1)
 
 
+PACKAGED_REFERENCE = "packaged.json"  # in a prior's text_encoder/ and tokenizer/ folders instead of weights
+
+
+def packaged_reference(component_folder: Path) -> dict | None:
+    """The reference a prior folder's ``text_encoder/`` or ``tokenizer/`` holds instead of files
+    (``{"requirement": REQUIREMENT, "max_length": 32}``), or None when it holds real files."""
+    import json
+
+    path = Path(component_folder) / PACKAGED_REFERENCE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EncoderMissing(f"{path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("requirement") != REQUIREMENT:
+        raise EncoderMissing(f"{path} must name the requirement {REQUIREMENT!r}")
+    length = data.get("max_length", MAX_TOKENS)
+    if not isinstance(length, int) or not 2 <= length <= 512:
+        raise EncoderMissing(f"{path}: max_length must be an integer from 2 to 512")
+    return {"requirement": REQUIREMENT, "max_length": length}
+
+
+def write_packaged_reference(prior_folder: Path, max_length: int = 32) -> None:
+    """Makes a prior folder's text encoder and tokenizer refer to the packaged MiniLM."""
+    import json
+
+    for component in ("text_encoder", "tokenizer"):
+        folder = Path(prior_folder) / component
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / PACKAGED_REFERENCE).write_text(json.dumps({"requirement": REQUIREMENT,
+                                                            "max_length": int(max_length)}) + "\n")
+
+
+def load_packaged(max_length: int):
+    """(text encoder, tokenizer) of a prior that refers to the packaged MiniLM; the tokenizer pads
+    to ``max_length`` tokens and the encoder reads its attention mask (``MaskedTextEncoder``)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = verified_folder()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, model_max_length=max_length)
+    model = AutoModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+    return MaskedTextEncoder(model, tokenizer.pad_token_id), tokenizer
+
+
+class MaskedTextEncoder(torch.nn.Module):
+    """MiniLM called as a CLIP text encoder is (``encoder(input_ids)[0]``): the padding positions are
+    masked from attention, and their states are zero, so a prompt's states do not depend on the
+    padded length."""
+
+    def __init__(self, model, pad_token_id: int) -> None:
+        super().__init__()
+        self.model = model
+        self.pad_token_id = int(pad_token_id)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, input_ids: torch.Tensor):
+        mask = (input_ids != self.pad_token_id).long()
+        hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return (hidden * mask.unsqueeze(-1).to(hidden.dtype),)
+
+
 _encoder: SentenceEncoder | None = None
 
 
