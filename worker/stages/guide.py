@@ -1,6 +1,6 @@
 """Stage 2a: a guide clip drawn by the prior, and the motion field fitted to it.
 
-The `standard` preset's way to a motion (generate, then fit); off in `msd_standard` and `paper`.
+The `standard` preset's way to a motion (generate, then fit); off in `msd` and `paper`.
 
 MSD follows the prior's one-step score, and a small prior's one-step score at a still render says
 little about which way to move (docs/evaluation.md, "Why MSD does not find the motions the prior
@@ -28,7 +28,7 @@ from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents, Progress
 from ..priors import ddim, scoring
-from .msd import Conditioning, MotionProblem, fit_step
+from .core import Conditioning, MotionProblem, fit_step
 from .pixel_fit import pixel_fit_loss
 from .yaw_search import search_yaw, start_from_yaw
 
