@@ -83,6 +83,8 @@ def launch_worker(directory: Path, *extra: str, bind: str = "tcp://127.0.0.1:*",
     args = ["--bind", bind, "--device", "cpu", *extra]
     if "--models" not in extra:
         args += ["--models", str(write_tiny_models_config(directory))]
+    if "--state-dir" not in extra:
+        args += ["--state-dir", str(directory / f"state-{time.monotonic_ns()}")]
     log = open(log_path, "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(worker_command(*args), stdout=subprocess.PIPE, stderr=log, text=True, env=env)

@@ -19,6 +19,7 @@ from animus3d_shared.deformation import Animation
 from animus3d_shared.settings import JobSettings
 from animus3d_shared.splat import GaussianSplat
 
+from .canonical import to_canonical
 from .events import EtaClock, JobEvents, JobResult, Progress
 from .models import ModelConfig
 from .priors import load_prior, lora
@@ -119,6 +120,8 @@ def run_job(
 ) -> JobResult:
     """Animates ``splat`` from ``prompt``. Deterministic for a given seed and device."""
     events = events or JobEvents()
+    splat, frame = to_canonical(splat)  # any finite splat optimises in a safe float32 range
+    events = frame.events_to_world(events)
     models = models or ModelConfig()
     priors = priors or PriorCache()
     static_prompt = static_prompt or derive_static_prompt(prompt)
@@ -257,6 +260,7 @@ def run_job(
     final = {k: v[-1] for k, v in history.items() if v}
     events.progress(Progress("export", 1, 1, losses=final, eta_s=0.0, message="done"))
     log.info("job done prompt=%r frames=%d total_s=%.2f", prompt, out_frames, timings["total"])
+    animation = frame.animation_to_world(animation)
     return JobResult(animation=animation, settings=settings.to_dict(), seed=seed, prompt=prompt,
                      static_prompt=static_prompt, device=str(dev), timings=timings, losses=final,
                      loss_history=history)
