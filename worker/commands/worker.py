@@ -93,7 +93,8 @@ def admin_identities(args: argparse.Namespace) -> frozenset[str]:
     return frozenset(identities)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, make_service=None, name: str = "worker") -> int:
+    """Runs the service; ``make_service(config)`` builds it (the farm's placement), else a WorkerService."""
     import logging
 
     from ..models import ModelConfig, ModelConfigError
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                                max_result_bytes=args.max_result_bytes, max_job_seconds=args.max_job_seconds,
                                max_job_cost=args.max_job_cost, admin_identities=admin_identities(args),
                                preview_every=args.preview_every)
-        service = WorkerService(config)
+        service = make_service(config) if make_service is not None else WorkerService(config)
     except SecurityError as exc:
         raise CommandError(str(exc), exit_code=2) from None
     except (ModelConfigError, ValueError, RuntimeError, StoreError) as exc:
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"animus3d worker listening on {endpoint} (device {service.device_description})", flush=True)
+    print(f"animus3d {name} listening on {endpoint} (device {service.device_description})", flush=True)
     service.serve()
-    print("animus3d worker stopped", file=sys.stderr, flush=True)
+    print(f"animus3d {name} stopped", file=sys.stderr, flush=True)
     return 0
