@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_worker_arguments(parser)
     parser.add_argument("--ray", default="auto", metavar="ADDRESS",
                         help="Ray cluster address (host:port of the head); auto (default): the cluster this "
-                             "machine joined with `ray start`, else a new local one")
+                             "machine joined with `ray start`, else a new local one; local: always a new local one")
     parser.add_argument("--slots", type=_int_option(1, 10_000), default=None, metavar="N",
                         help="jobs at once (default: as many as the cluster's GPUs, or CPUs, hold)")
     parser.add_argument("--gpus-per-slot", type=_float_option(0.0, 64.0), default=1.0, metavar="G",
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="times a job whose actor or node dies is run again before it ends with ERROR "
                              "(default 0)")
     parser.add_argument("--local-cpus", type=_int_option(1, 4096), default=None, metavar="N",
-                        help="CPUs of a local cluster started by --ray auto (default: all)")
+                        help="CPUs of a local cluster started by --ray auto or local (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:

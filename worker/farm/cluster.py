@@ -10,7 +10,8 @@ class ClusterError(RuntimeError):
 
 
 def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    """``auto``: the cluster this machine belongs to (``ray start``), else a new local one.
+    """``auto``: the cluster this machine belongs to (``ray start``), else a new local one;
+    ``local``: always a new local one.
 
     Any other value is a cluster address (``host:port`` of the head's GCS, or ``ray://...``).
     ``num_cpus``/``num_gpus`` size a local cluster only.
@@ -22,7 +23,9 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
     common = dict(namespace="animus3d", include_dashboard=False, log_to_driver=False,
                   configure_logging=False)
     try:
-        if address == "auto":
+        if address == "local":
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **common)
+        elif address == "auto":
             try:
                 ray.init(address="auto", **common)
             except ConnectionError:
