@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,27 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-LISTENING = "animus3d farm listening on "
+def start_farm(directory: Path, slots: int, device: str, models: str | None, cpus_per_slot: float):
+    from helpers_worker import launch_worker
 
-
-def start_farm(directory: Path, slots: int, device: str, models: str | None, cpus_per_slot: float) -> tuple:
-    from helpers_worker import write_tiny_models_config
-
-    args = ["--ray", "local", "--slots", str(slots), "--device", device, "--bind", "tcp://127.0.0.1:*",
-            "--models", models or str(write_tiny_models_config(directory)), "--state-dir", str(directory / "state"),
-            "--max-queued-per-client", "64", "--max-queued", "1000", "--cpus-per-slot", str(cpus_per_slot),
-            "--gpus-per-slot", str(1.0 / slots)]
+    args = ["--ray", "local", "--slots", str(slots), "--device", device, "--max-queued-per-client", "64",
+            "--max-queued", "1000", "--cpus-per-slot", str(cpus_per_slot), "--gpus-per-slot", str(1.0 / slots)]
+    if models:
+        args += ["--models", models]
     if device == "cpu":
         args += ["--local-cpus", str(max(1, int(slots * cpus_per_slot)))]
-    log = open(directory / "farm.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "animus3d_worker.cli", "farm", *args], stdout=subprocess.PIPE,
-                            stderr=log, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    line = proc.stdout.readline()
-    while line and not line.startswith(LISTENING):
-        line = proc.stdout.readline()
-    if not line:
-        raise SystemExit(f"the farm did not start; see {directory / 'farm.log'}")
-    return proc, line[len(LISTENING):].split()[0]
+    return launch_worker(directory, *args, subcommand="farm", startup_timeout=600.0)
 
 
 def run_jobs(endpoint: str, count: int, preset: str, gaussians: int) -> tuple[float, list[float]]:
@@ -96,13 +84,12 @@ def main() -> int:
     rows = []
     for slots in args.slots or [1, 2]:
         with tempfile.TemporaryDirectory(prefix="animus3d-bench-farm-") as folder:
-            proc, endpoint = start_farm(Path(folder), slots, args.device, args.models, args.cpus_per_slot)
+            farm = start_farm(Path(folder), slots, args.device, args.models, args.cpus_per_slot)
             try:
-                run_jobs(endpoint, args.warmup if args.warmup is not None else slots, args.preset, args.gaussians)
-                wall, latencies = run_jobs(endpoint, args.jobs, args.preset, args.gaussians)
+                run_jobs(farm.endpoint, args.warmup if args.warmup is not None else slots, args.preset, args.gaussians)
+                wall, latencies = run_jobs(farm.endpoint, args.jobs, args.preset, args.gaussians)
             finally:
-                proc.terminate()
-                proc.wait(60)
+                farm.stop(timeout=60.0)
         rows.append({"slots": slots, "jobs": args.jobs, "wall_s": round(wall, 1),
                      "jobs_per_hour": round(args.jobs / wall * 3600, 1),
                      "latency_median_s": round(statistics.median(latencies), 1),

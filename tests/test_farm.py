@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from animus3d_shared import protocol as p
-from helpers_worker import WorkerProcess, small_splat, write_tiny_models_config
+from helpers_worker import launch_worker, small_splat
 
 ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.timeout(300)
-LISTENING = "animus3d farm listening on "
 JOB_TIMEOUT = 150.0
 CLIENT_TIMEOUT_S = 10.0  # the client's heartbeat timeout: silence this long means the farm is lost
 LONG_JOB = {"preset": "test", "msd_steps": 20000, "preview_every": 0}
@@ -42,27 +38,9 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def farm(cluster, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("farm")
-    log_path = directory / "farm.log"
-    args = ["--ray", cluster, "--slots", "2", "--cpus-per-slot", "1", "--device", "cpu",
-            "--bind", "tcp://127.0.0.1:*", "--models", str(write_tiny_models_config(directory)),
-            "--state-dir", str(directory / "state"), "--max-gaussians", "4000",
-            "--max-queued-per-client", "4", "--max-queued", "64"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "animus3d_worker.cli", "farm", *args],
-                                stdout=subprocess.PIPE, stderr=log, text=True,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    line = ""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith(LISTENING) or not line:
-            break
-    if not line.startswith(LISTENING):
-        proc.kill()
-        proc.wait(10)
-        raise RuntimeError(f"farm did not start:\n{log_path.read_text()[-4000:]}")
-    worker = WorkerProcess(proc, line[len(LISTENING):].split()[0], log_path)
+    worker = launch_worker(tmp_path_factory.mktemp("farm"), "--ray", cluster, "--slots", "2", "--cpus-per-slot", "1",
+                           "--max-gaussians", "4000", "--max-queued-per-client", "4", "--max-queued", "64",
+                           subcommand="farm", startup_timeout=120.0)
     try:
         yield worker
     finally:
