@@ -18,9 +18,9 @@ import pytest
 from animus3d_shared import protocol as p
 from helpers_worker import small_splat, start_worker
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(900)
 MAX_GAUSSIANS = 4000
-JOB_TIMEOUT = 120.0
+JOB_TIMEOUT = 400.0
 LONG_JOB = {"preset": "test", "msd_steps": 20000, "preview_every": 0}
 
 

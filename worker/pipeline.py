@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from animus3d_shared.deformation import Animation
-from animus3d_shared.prompts import derive_static_prompt
 from animus3d_shared.settings import JobSettings
 from animus3d_shared.splat import GaussianSplat
+
+from animus3d_shared.prompts import derive_static_prompt
 
 from .canonical import to_canonical
 from .devices import resolve_device, resolve_dtype
@@ -254,11 +255,11 @@ def run_job(
 
     settings = job.settings
     animation = field_animation(job.problem, job.out_frames, settings.fps * job.out_frames / settings.frames)
+    animation = frame.animation_to_world(animation)
     job.timings["total"] = time.perf_counter() - job_start
     final = {k: v[-1] for k, v in job.history.items() if v}
     events.progress(Progress("export", 1, 1, losses=final, eta_s=0.0, message="done"))
     log.info("job done prompt=%r frames=%d total_s=%.2f", prompt, job.out_frames, job.timings["total"])
-    animation = frame.animation_to_world(animation)
     return JobResult(animation=animation, settings=settings.to_dict(), seed=seed, prompt=prompt,
                      static_prompt=static_prompt, device=str(dev), timings=job.timings, losses=final,
                      loss_history=job.history)
