@@ -171,3 +171,13 @@ def test_ten_clients_with_two_jobs_each_get_their_own_results(farm):
         assert result.seed == seed
         assert result.animation.num_gaussians == count
         assert np.isfinite(result.animation.delta_position).all()
+
+
+def test_an_unreachable_ray_head_is_a_clear_error_not_a_wait():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "animus3d_worker.cli", "farm", "--ray", "127.0.0.1:1",
+                           "--bind", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1
+    assert "cannot reach the Ray head at 127.0.0.1:1" in done.stderr, done.stderr[-2000:]

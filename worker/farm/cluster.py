@@ -31,9 +31,25 @@ def connect(address: str, *, num_cpus: int | None = None, num_gpus: int | None =
             except ConnectionError:
                 ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **common)
         else:
+            _require_reachable(address)
             ray.init(address=address, **common)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise ClusterError(f"cannot join the Ray cluster at {address!r}: {exc}") from None
+
+
+def _require_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A plain TCP connect to a ``host:port`` head first: Ray itself waits minutes for a missing one."""
+    import socket
+
+    if "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--ray {address!r} is not auto, local or host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray head at {address}: {exc}") from None
 
 
 def default_slots(device: str, num_cpus: float, num_gpus: float) -> int:
