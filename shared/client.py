@@ -4,6 +4,15 @@ Nothing here blocks except ``wait_for``: the add-on calls ``poll`` from a timer,
 loop. ``poll`` also sends heartbeats when due and reports a worker that stopped answering as one
 local ``Error(code="unreachable")``.
 
+Ownership: every request carries the client's ``token`` (random unless given), and the worker lets
+only that token (or, with CURVE, that key) see, attach to and cancel its jobs. To re-attach after a
+restart of the client's program, keep ``client.token`` and the job id, and pass ``token=`` to the
+next ``WorkerClient``.
+
+Worker restarts: WELCOME and HEARTBEAT carry the worker's instance id. When it changes, ``poll``
+reports one local ``Error(code="worker_restarted")`` (no job id) and re-attaches every job this
+client is following, so each gets its outcome (a job that was running is ``worker_restarted``).
+
     client = WorkerClient("tcp://127.0.0.1:5555")
     client.connect()
     job = client.submit(splat, "the character waves")
@@ -15,13 +24,14 @@ local ``Error(code="unreachable")``.
 from __future__ import annotations
 
 import collections
+import secrets
 import time
 from typing import Any, Callable
 
 import zmq
 
-from .protocol import (PROTOCOL_VERSION, Attach, Cancel, Error, Heartbeat, Hello, Limits, Status, Submit,
-                       Welcome, ProtocolError, decode, encode)
+from .protocol import (PROTOCOL_VERSION, Accepted, Attach, Cancel, Cancelled, Error, Heartbeat, Hello, Limits,
+                       ProtocolError, Result, Status, Submit, Welcome, decode, encode)
 from .splat import GaussianSplat
 
 
@@ -48,6 +58,7 @@ class WorkerClient:
         client_name: str = "animus3d-cli",
         limits: Limits | None = None,
         context: zmq.Context | None = None,
+        token: str | None = None,
     ) -> None:
         curve = (curve_server_public, curve_client_public, curve_client_secret)
         if any(k is not None for k in curve) and not all(k is not None for k in curve):
@@ -66,6 +77,9 @@ class WorkerClient:
         self._lost_reported = False
         self._backlog: collections.deque[Any] = collections.deque()
         self.welcome: Welcome | None = None
+        self.token = token or secrets.token_urlsafe(24)
+        self.instance_id: str | None = None  # the worker's, from WELCOME / HEARTBEAT
+        self.following: set[str] = set()  # jobs accepted or attached here whose outcome has not arrived
 
     # ---- state ------------------------------------------------------------------------------
     @property
@@ -127,17 +141,19 @@ class WorkerClient:
                settings: dict | None = None, seed: int = 0) -> None:
         """Sends SUBMIT; ACCEPTED (with the job id) or ERROR arrives through ``poll``."""
         self._send(Submit(splat=splat, prompt=prompt, static_prompt=static_prompt or "",
-                          settings=dict(settings or {}), seed=int(seed)))
+                          settings=dict(settings or {}), seed=int(seed), token=self.token))
 
     def cancel(self, job_id: str) -> None:
-        self._send(Cancel(job_id=job_id))
+        self._send(Cancel(job_id=job_id, token=self.token))
 
     def attach(self, job_id: str) -> None:
-        """Makes this client the one the job's progress and result go to."""
-        self._send(Attach(job_id=job_id))
+        """Makes this client the one the job's progress and result go to (same token or key only)."""
+        self.following.add(job_id)
+        self._send(Attach(job_id=job_id, token=self.token))
 
     def request_status(self) -> None:
-        self._send(Status())
+        """STATUS_REPLY lists this client's own jobs (every job for an admin token or key)."""
+        self._send(Status(token=self.token))
 
     def send_raw(self, frames: list[bytes]) -> None:
         """Sends frames as they are (for tests of the worker's input validation)."""
@@ -184,6 +200,9 @@ class WorkerClient:
             else:
                 if isinstance(message, Welcome):
                     self.welcome = message
+                if isinstance(message, (Welcome, Heartbeat)) and message.instance_id:
+                    out.extend(self._check_instance(message.instance_id))
+                self._track(message)
                 if not isinstance(message, Heartbeat):
                     out.append(message)
             if now - start >= max_time_s:
@@ -199,6 +218,24 @@ class WorkerClient:
             out.append(Error(code="unreachable",
                              message=f"worker at {self.address} did not answer within {self.timeout_s:g} s"))
         return out
+
+    def _check_instance(self, instance_id: str) -> list[Any]:
+        previous, self.instance_id = self.instance_id, instance_id
+        if previous is None or previous == instance_id:
+            return []
+        for job_id in sorted(self.following):
+            try:
+                self._send(Attach(job_id=job_id, token=self.token))
+            except ClientError:
+                break
+        return [Error(code="worker_restarted", message=f"the worker at {self.address} restarted; "
+                                                       f"re-attached {len(self.following)} job(s)")]
+
+    def _track(self, message: Any) -> None:
+        if isinstance(message, Accepted):
+            self.following.add(message.job_id)
+        elif isinstance(message, (Result, Cancelled)) or (isinstance(message, Error) and message.job_id):
+            self.following.discard(message.job_id)
 
     def wait_for(self, predicate: Callable[[Any], bool], timeout_s: float) -> Any:
         """Blocks until a message satisfies ``predicate`` (CLI and tests only).

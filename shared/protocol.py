@@ -30,7 +30,7 @@ from .deformation import Animation
 from .settings import JobSettings, SettingsError
 from .splat import ARRAY_FIELDS, GaussianSplat, SplatError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 STAGES = ("load", "static_prior", "guide", "msd", "refine", "export")  # in job order; the worker's plan (worker/stages/plan.py) runs a subset
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -51,10 +51,16 @@ UNAUTHORIZED = "unauthorized"
 SHUTTING_DOWN = "shutting_down"
 INTERNAL = "internal"
 UNREACHABLE = "unreachable"
+TIMED_OUT = "timed_out"
+WORKER_RESTARTED = "worker_restarted"
+TOO_COSTLY = "too_costly"
 ERROR_CODES = (BAD_MESSAGE, BAD_VERSION, BAD_KIND, BAD_FIELD, BAD_ARRAY, BAD_SETTINGS, BAD_SPLAT, TOO_LARGE,
-               QUEUE_FULL, UNKNOWN_JOB, JOB_FAILED, OUT_OF_MEMORY, UNAUTHORIZED, SHUTTING_DOWN, INTERNAL, UNREACHABLE)
+               QUEUE_FULL, UNKNOWN_JOB, JOB_FAILED, OUT_OF_MEMORY, UNAUTHORIZED, SHUTTING_DOWN, INTERNAL, UNREACHABLE,
+               TIMED_OUT, WORKER_RESTARTED, TOO_COSTLY)
 
 MAX_PROMPT = 1000
+MAX_SEED = 2**63 - 1
+MAX_TOKEN = 128  # characters of a client's ownership token
 
 
 class ProtocolError(Exception):
@@ -107,6 +113,7 @@ class Welcome:
     capabilities: "list[str]" = field(default_factory=lambda: ["preview", "attach", "cancel", "refine"])
     heartbeat_interval_s: float = 2.0
     protocol_version: int = PROTOCOL_VERSION
+    instance_id: str = ""  # changes whenever the worker process restarts
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ class Submit:
     settings: "dict[str, plain]" = field(default_factory=dict)
     seed: int = 0
     tag: str = ""
+    token: str = ""  # the client's ownership token (ignored when CURVE keys identify the client)
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,7 @@ class Cancel:
 
     KIND: ClassVar[str] = "CANCEL"
     job_id: str
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,6 +215,7 @@ class Status:
     """client → worker: ask for the worker's state."""
 
     KIND: ClassVar[str] = "STATUS"
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,6 +237,7 @@ class Attach:
 
     KIND: ClassVar[str] = "ATTACH"
     job_id: str
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -245,6 +256,7 @@ class Heartbeat:
 
     KIND: ClassVar[str] = "HEARTBEAT"
     time: float = field(default_factory=time.time)
+    instance_id: str = ""  # the worker's (see WELCOME); "" from clients
 
 
 MESSAGE_TYPES = (Hello, Welcome, Submit, Accepted, Progress, Preview, Result, Error, Cancel, Cancelled, Status,
@@ -574,6 +586,10 @@ def _check_semantics(cls: type, values: dict[str, Any]) -> None:
             raise ProtocolError(BAD_SETTINGS, str(exc)) from None
         if values["splat"].count == 0:
             raise ProtocolError(BAD_SPLAT, "splat has no Gaussians")
+        if not 0 <= values.get("seed", 0) <= MAX_SEED:
+            raise ProtocolError(BAD_FIELD, f"seed must be an integer from 0 to {MAX_SEED}")
+    if cls in (Submit, Cancel, Status, Attach) and len(values.get("token", "")) > MAX_TOKEN:
+        raise ProtocolError(BAD_FIELD, f"token must be at most {MAX_TOKEN} characters")
     if cls in (Progress, Preview) and values.get("stage") not in STAGES:
         raise ProtocolError(BAD_FIELD, f"stage must be one of {', '.join(STAGES)}")
     if cls is Error and values.get("code") not in ERROR_CODES:

@@ -64,8 +64,8 @@ class WorkerProcess:
         return self.proc.returncode
 
 
-def worker_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "animus3d_worker.cli", "worker", *args]
+def worker_command(*args: str, subcommand: str = "worker") -> list[str]:
+    return [sys.executable, "-m", "animus3d_worker.cli", subcommand, *args]
 
 
 def write_tiny_models_config(directory: Path) -> Path:
@@ -75,29 +75,33 @@ def write_tiny_models_config(directory: Path) -> Path:
 
 
 def launch_worker(directory: Path, *extra: str, bind: str = "tcp://127.0.0.1:*",
-                  startup_timeout: float = 90.0) -> WorkerProcess:
-    """Starts a worker and waits until it listens. Raises RuntimeError with its log if it does not."""
+                  startup_timeout: float = 90.0, subcommand: str = "worker") -> WorkerProcess:
+    """Starts a worker (or ``subcommand``: ``farm``) and waits until it listens. Raises RuntimeError
+    with its log if it does not."""
+    listening = f"animus3d {subcommand} listening on "
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / f"worker-{time.monotonic_ns()}.log"
     args = ["--bind", bind, "--device", "cpu", *extra]
     if "--models" not in extra:
         args += ["--models", str(write_tiny_models_config(directory))]
+    if "--state-dir" not in extra:
+        args += ["--state-dir", str(directory / f"state-{time.monotonic_ns()}")]
     log = open(log_path, "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(worker_command(*args), stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    proc = subprocess.Popen(worker_command(*args, subcommand=subcommand), stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     log.close()
     deadline = time.monotonic() + startup_timeout
     line = ""
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
-        if line.startswith(LISTENING) or not line:
+        if line.startswith(listening) or not line:
             break
-    if not line.startswith(LISTENING):
+    if not line.startswith(listening):
         proc.kill()
         proc.wait(10)
         raise RuntimeError(f"worker did not start (exit {proc.returncode}):\n{log_path.read_text()[-4000:]}")
-    endpoint = line[len(LISTENING):].split()[0]
+    endpoint = line[len(listening):].split()[0]
     return WorkerProcess(proc, endpoint, log_path)
 
 

@@ -18,9 +18,9 @@ import pytest
 from animus3d_shared import protocol as p
 from helpers_worker import small_splat, start_worker
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(900)
 MAX_GAUSSIANS = 4000
-JOB_TIMEOUT = 120.0
+JOB_TIMEOUT = 400.0
 LONG_JOB = {"preset": "test", "msd_steps": 20000, "preview_every": 0}
 
 
@@ -140,7 +140,7 @@ def test_a_client_that_disconnects_can_attach_from_a_new_client_and_get_the_resu
     first = worker.client()
     accepted = submit(first, small_splat(100))
     first.close()  # vanishes: the job must go on
-    second = worker.client()
+    second = worker.client(token=first.token)  # what a restarted program keeps: its token and the job id
     welcome_of(second)
     second.attach(accepted.job_id)
     attached = second.wait_for(is_(p.Attached, p.Error), 10.0)
@@ -148,7 +148,7 @@ def test_a_client_that_disconnects_can_attach_from_a_new_client_and_get_the_resu
     final = follow(second, accepted.job_id)[-1]
     assert isinstance(final, p.Result), final
     # the result is kept: a third client attaching later gets it straight away
-    third = worker.client()
+    third = worker.client(token=first.token)
     third.attach(accepted.job_id)
     assert isinstance(third.wait_for(is_(p.Attached), 10.0), p.Attached)
     again = third.wait_for(is_(p.Result, p.Error), 10.0)

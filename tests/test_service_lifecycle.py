@@ -66,7 +66,7 @@ def test_keygen_then_curve_client_works_and_strangers_get_nothing(tmp_path):
         good.close()
 
 
-def test_sigterm_during_a_job_cancels_it_and_exits_zero_quickly(tmp_path):
+def test_sigterm_during_a_job_ends_it_shutting_down_and_exits_zero_quickly(tmp_path):
     worker = launch_worker(tmp_path)
     try:
         client = worker.client()
@@ -83,7 +83,7 @@ def test_sigterm_during_a_job_cancels_it_and_exits_zero_quickly(tmp_path):
         assert code == 0
         assert took < 5.0
         final = client.wait_for(lambda m: isinstance(m, (p.Cancelled, p.Result, p.Error)), 5.0)
-        assert isinstance(final, p.Cancelled)
+        assert isinstance(final, p.Error) and final.code == "shutting_down", final  # as docs/protocol.md says
         assert "event=stopped" in worker.log_text()
     finally:
         worker.stop(signal.SIGKILL)

@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "inspect": (PRODUCT, "Print a summary of a 3DGS PLY file"),
     "animate": (PRODUCT, "Animate a splat from a text prompt (locally or on a worker)"),
     "worker": (PRODUCT, "Run the ZeroMQ worker service"),
+    "farm": (PRODUCT, "Run the ZeroMQ front with its jobs on a Ray cluster"),
     "keygen": (PRODUCT, "Make CURVE key pairs for a worker and its clients"),
     "status": (PRODUCT, "Ask a worker for its version, device, models and queue"),
     "bench": (LAB, "Benchmark the pipeline stages on this machine (lab)"),

@@ -25,6 +25,7 @@ from animus3d_shared.splat import GaussianSplat
 from animus3d_shared.prompts import derive_static_prompt
 
 from . import understanding
+from .canonical import to_canonical
 from .devices import resolve_device, resolve_dtype
 from .events import EtaClock, JobEvents, JobResult, Progress
 from .models import ModelConfig
@@ -231,6 +232,8 @@ def run_job(
 ) -> JobResult:
     """Animates ``splat`` from ``prompt``. Deterministic for a given seed and device."""
     events = events or JobEvents()
+    splat, frame = to_canonical(splat)  # any finite splat optimises in a safe float32 range
+    events = frame.events_to_world(events)
     models = models or ModelConfig()
     static_prompt = static_prompt or derive_static_prompt(prompt)
     dev = resolve_device(device)
@@ -256,6 +259,7 @@ def run_job(
 
     settings = job.settings
     animation = field_animation(job.problem, job.out_frames, settings.fps * job.out_frames / settings.frames)
+    animation = frame.animation_to_world(animation)
     job.timings["total"] = time.perf_counter() - job_start
     final = {k: v[-1] for k, v in job.history.items() if v}
     events.progress(Progress("export", 1, 1, losses=final, eta_s=0.0, message="done"))

@@ -62,9 +62,14 @@ def knn_graph(rest_means: torch.Tensor, k: int = 8, *, chunk_size: int = 256) ->
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise MotionInputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     with torch.no_grad():
-        points = rest_means.detach().float()
+        points = rest_means.detach().double()
         if not bool(torch.isfinite(points).all()):
             raise MotionInputError("rest_means contains NaN or infinite values")
+        # Search in the unit box (float64 maths): squared distances of any finite input stay finite in
+        # float32, and the weights below depend only on ratios of distances.
+        low = points.amin(0)
+        extent = float((points.amax(0) - low).max())
+        points = ((points - low) / extent if extent > 0 else points - low).float()
         indices, distances = _exact_knn(points, k, chunk_size)
         sigma = distances.median()
         if sigma <= 0:  # mostly duplicated points: fall back to the mean, then to 1
@@ -86,6 +91,8 @@ def _exact_knn(points: torch.Tensor, k: int, chunk_size: int) -> tuple[torch.Ten
         for start in range(0, pending.numel(), chunk_size):
             unresolved += _knn_chunk(by_x, pending[start : start + chunk_size], k, radius, indices, distances)
         pending = torch.cat(unresolved) if unresolved else pending[:0]
+        if radius > 4.0 * max(extent, 1e-30):  # the box held every point: nothing can be left unresolved
+            raise MotionInputError(f"neighbour search did not converge for {pending.numel()} point(s)")
         radius *= 2.0
     return indices, distances
 

@@ -13,10 +13,26 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 
 def _format_value(value: object) -> str:
+    """One token of a log line: control characters, backslashes and quotes escaped, so user text
+    (prompts, client names) can never forge a line or a field."""
     text = str(value)
-    if text == "" or any(c.isspace() or c in '"=' for c in text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
+    escaped = "".join(c if c.isprintable() and c not in '"\\' else _escape_char(c) for c in text)
+    if escaped == "" or any(c.isspace() or c in '"=' for c in escaped) or escaped != text:
+        return '"' + escaped + '"'
+    return escaped
+
+
+def _escape_char(c: str) -> str:
+    if c in '"\\':
+        return "\\" + c
+    if c == "\n":
+        return "\\n"
+    if c == "\t":
+        return "\\t"
+    if c == " ":
+        return c
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class KeyValueFormatter(logging.Formatter):

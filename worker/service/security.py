@@ -146,10 +146,31 @@ def apply_server_curve(socket: zmq.Socket, keys: ServerKeys) -> None:
 
 
 def start_authenticator(context: zmq.Context, keys: ServerKeys):
-    """A ZAP authenticator thread that accepts only clients whose public key is authorised."""
+    """A ZAP authenticator thread that accepts only clients whose public key is authorised.
+
+    Every refused handshake is logged (``event="auth refused"``) with the peer's address.
+    """
+    import logging
+
     from zmq.auth.thread import ThreadAuthenticator
 
-    auth = ThreadAuthenticator(context)
+    log = logging.getLogger("animus3d.service.auth")
+
+    class LoggingAuthenticator(ThreadAuthenticator):
+        _peer = ""
+
+        async def handle_zap_message(self, msg):  # ZAP requests are handled one at a time
+            self._peer = msg[3].decode("utf-8", "replace") if len(msg) > 3 else "?"
+            self._mechanism = msg[5].decode("ascii", "replace") if len(msg) > 5 else "?"
+            await super().handle_zap_message(msg)
+
+        def _send_zap_reply(self, request_id, status_code, status_text, user_id="anonymous"):
+            if status_code != b"200":
+                log.warning("auth refused", extra={"peer": self._peer, "mechanism": self._mechanism,
+                                                   "reason": status_text.decode("utf-8", "replace")})
+            super()._send_zap_reply(request_id, status_code, status_text, user_id)
+
+    auth = LoggingAuthenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(keys.authorized_dir))
     return auth

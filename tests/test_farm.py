@@ -1,0 +1,183 @@
+"""The farm end to end: a real local Ray cluster (two CPU slots), a real `animus3d farm` process
+joined to it, and real DEALER clients.
+
+The test process starts the Ray cluster (``ray.init``) once for the module; the farm subprocess
+joins it by address, and the tests reach the farm's actors through Ray to kill one mid-job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from animus3d_shared import protocol as p
+from helpers_worker import launch_worker, small_splat
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.timeout(300)
+JOB_TIMEOUT = 150.0
+CLIENT_TIMEOUT_S = 10.0  # the client's heartbeat timeout: silence this long means the farm is lost
+LONG_JOB = {"preset": "test", "msd_steps": 20000, "preview_every": 0}
+OVERLAP_JOB = {"preset": "test", "msd_steps": 40, "preview_every": 0}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, namespace="animus3d", log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def farm(cluster, tmp_path_factory):
+    worker = launch_worker(tmp_path_factory.mktemp("farm"), "--ray", cluster, "--slots", "2", "--cpus-per-slot", "1",
+                           "--max-gaussians", "4000", "--max-queued-per-client", "4", "--max-queued", "64",
+                           subcommand="farm", startup_timeout=120.0)
+    try:
+        yield worker
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def is_(*kinds):
+    return lambda m: isinstance(m, kinds)
+
+
+def submit(client, splat, settings=None, seed=0, prompt="a blob bounces up and down"):
+    client.submit(splat, prompt, settings=settings or {"preset": "test"}, seed=seed)
+    reply = client.wait_for(is_(p.Accepted, p.Error), 30.0)
+    assert isinstance(reply, p.Accepted), reply
+    return reply
+
+
+def follow(client, job_id, timeout=JOB_TIMEOUT):
+    """(arrival time, message) for every message of ``job_id`` until its final one."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = client.wait_for(lambda m: getattr(m, "job_id", None) == job_id
+                              or (isinstance(m, p.Error) and m.code == "unreachable"), deadline - time.monotonic())
+        seen.append((time.monotonic(), msg))
+        if isinstance(msg, (p.Result, p.Error, p.Cancelled)):
+            return seen
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s; saw {[type(m).__name__ for _, m in seen]}")
+
+
+def running_interval(seen):
+    first = next(t for t, m in seen if isinstance(m, p.Progress))
+    return first, seen[-1][0]
+
+
+def actor_running(job_id, timeout=60.0):
+    """The farm actor whose current job is ``job_id`` (found through Ray by its slot name)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in ray.util.list_named_actors():
+            if not name.startswith("animus3d-slot-"):
+                continue
+            try:
+                actor = ray.get_actor(name)
+                if ray.get(actor.current_job.remote(), timeout=5) == job_id:
+                    return actor
+            except (ValueError, ray.exceptions.RayError):
+                continue
+        time.sleep(0.2)
+    raise AssertionError(f"no farm actor runs {job_id}")
+
+
+def test_welcome_and_status_describe_the_cluster(farm):
+    client = farm.client()
+    client.request_status()
+    reply = client.wait_for(is_(p.StatusReply, p.Error), 10.0)
+    assert isinstance(reply, p.StatusReply), reply
+    assert reply.device.startswith("ray farm: 1 node(s)"), reply.device
+    assert "2 slot(s) on cpu" in reply.device
+
+
+def test_two_jobs_run_at_the_same_time(farm):
+    a, b = farm.client(), farm.client()
+    job_a = submit(a, small_splat(100, seed=1), OVERLAP_JOB, seed=1)
+    job_b = submit(b, small_splat(110, seed=2), OVERLAP_JOB, seed=2)
+    seen = {}
+    threads = [threading.Thread(target=lambda c=c, j=j: seen.__setitem__(j.job_id, follow(c, j.job_id)))
+               for c, j in ((a, job_a), (b, job_b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    start_a, end_a = running_interval(seen[job_a.job_id])
+    start_b, end_b = running_interval(seen[job_b.job_id])
+    assert isinstance(seen[job_a.job_id][-1][1], p.Result) and isinstance(seen[job_b.job_id][-1][1], p.Result)
+    assert start_a < end_b and start_b < end_a, (start_a, end_a, start_b, end_b)
+
+
+def test_a_job_cancelled_on_the_farm_stops_within_two_seconds(farm):
+    client = farm.client()
+    accepted = submit(client, small_splat(100), LONG_JOB)
+    msg = client.wait_for(lambda m: isinstance(m, p.Progress) and m.stage == "msd"
+                          or isinstance(m, p.Error), 90.0)
+    assert isinstance(msg, p.Progress), msg
+    start = time.monotonic()
+    client.cancel(accepted.job_id)
+    final = follow(client, accepted.job_id, timeout=15.0)[-1][1]
+    took = time.monotonic() - start
+    print(f"cancel on the farm: {took * 1000:.0f} ms")
+    assert isinstance(final, p.Cancelled), final
+    assert took < 2.0
+
+
+def test_killing_the_actor_of_a_running_job_is_an_error_and_the_next_job_runs(farm):
+    client = farm.client()
+    accepted = submit(client, small_splat(100), LONG_JOB)
+    msg = client.wait_for(lambda m: isinstance(m, p.Progress) or isinstance(m, p.Error), 90.0)
+    assert isinstance(msg, p.Progress), msg
+    actor = actor_running(accepted.job_id)
+    pid = ray.get(actor.pid.remote(), timeout=10)
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    final = follow(client, accepted.job_id, timeout=CLIENT_TIMEOUT_S + 5)[-1]
+    assert isinstance(final[1], p.Error), final
+    assert final[1].code == "job_failed" and "actor" in final[1].message, final[1]
+    assert final[0] - killed_at < CLIENT_TIMEOUT_S
+    after = submit(client, small_splat(90, seed=3), seed=3)
+    result = follow(client, after.job_id)[-1][1]
+    assert isinstance(result, p.Result), result
+    assert result.animation.num_gaussians == 90
+
+
+def test_ten_clients_with_two_jobs_each_get_their_own_results(farm):
+    clients = [farm.client(timeout_s=30.0) for _ in range(10)]
+    jobs = []  # (client, job id, gaussians, seed)
+    for i, client in enumerate(clients):
+        for k in range(2):
+            count, seed = 40 + 7 * i + 3 * k, 100 + 2 * i + k
+            jobs.append((client, submit(client, small_splat(count, seed=seed), seed=seed).job_id, count, seed))
+    assert len({job_id for _, job_id, _, _ in jobs}) == 20
+    results = {}
+    for client, job_id, count, seed in jobs:
+        final = follow(client, job_id, timeout=300.0)[-1][1]
+        assert isinstance(final, p.Result), final
+        results[job_id] = (final, count, seed)
+    for job_id, (result, count, seed) in results.items():
+        assert result.job_id == job_id
+        assert result.seed == seed
+        assert result.animation.num_gaussians == count
+        assert np.isfinite(result.animation.delta_position).all()
+
+
+def test_an_unreachable_ray_head_is_a_clear_error_not_a_wait():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "animus3d_worker.cli", "farm", "--ray", "127.0.0.1:1",
+                           "--bind", "tcp://127.0.0.1:*"], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1
+    assert "cannot reach the Ray head at 127.0.0.1:1" in done.stderr, done.stderr[-2000:]
