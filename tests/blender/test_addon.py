@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ROOT, Worker, copy_user_dir, run_scenario
+from .harness import BPY42_PYTHON, ROOT, Worker, copy_user_dir, run_scenario
 
 pytestmark = [
     pytest.mark.blender,
@@ -55,6 +55,37 @@ def test_zip_is_a_complete_extension(addon_zip):
                 assert any(package in w and plat in w and py in w for w in wheels), (package, plat, py)
     assert any("cp313" in w or "abi3" in w for w in wheels if "pyzmq" in w)
     assert all(f'"./{w}"' in manifest for w in wheels)
+
+
+def test_zip_carries_only_wheels_of_each_pythons_own_abi(addon_zip):
+    """Blender 4.2 installs a ``cp312-abi3`` wheel on its Python 3.11 and then cannot import it."""
+    wheels = [n for n in zipfile.ZipFile(addon_zip).namelist() if n.startswith("wheels/") and "none-any" not in n]
+    for wheel in wheels:
+        python_tag, abi_tag = wheel[:-4].split("-")[-3:-1]
+        assert abi_tag == python_tag and python_tag in ("cp311", "cp313"), wheel
+    names = {n for n in zipfile.ZipFile(addon_zip).namelist()}
+    assert "bake_blend.py" not in names and "animus3d_shared/samples.py" not in names  # never imported
+
+
+@pytest.mark.parametrize("blender", ["4.2", "5.0"])
+def test_zip_installs_and_connects_to_a_real_worker(addon_zip, tmp_path, blender):
+    python = BPY42_PYTHON if blender == "4.2" else None
+    if python is not None and not python.exists():
+        pytest.skip(f"no headless Blender 4.2 at {python} (make test creates it)")
+    user = tmp_path / "user"
+    user.mkdir()
+    worker = Worker(tmp_path)
+    try:
+        r = run_scenario("install_and_connect.py", user, str(addon_zip), worker.address, python=python)
+    finally:
+        worker.kill()
+    assert r["blender"][:2] == [int(v) for v in blender.split(".")] and r["python"] == [3, 11]
+    assert r["install"] == ["FINISHED"] and r["enabled"], r
+    assert "zmq_error" not in r, r
+    if blender == "4.2":  # that environment has no pyzmq of its own: the extension's wheel is imported
+        assert r["zmq_in_user_dir"], r
+    assert r["error"] == "" and r["welcome_device"] == "cpu" and r["address"] == worker.address, r
+    assert r["disabled"]
 
 
 def test_install_registers_operators_and_panel(installed):
