@@ -11,6 +11,10 @@ from .animus3d_shared.settings import NOISE_MODES, PRESETS, STATIC_PRIORS, JobSe
 from .local_worker import DEFAULT_COMMAND
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+# The product ladder offered to artists; `test` (smoke runs) and the paper presets stay reachable
+# from scripts through ``preset_override``.
+ARTIST_PRESETS = ("draft", "standard", "high")
+PRESET_ITEMS = [(name, name.capitalize(), f"the '{name}' preset") for name in ARTIST_PRESETS if name in PRESETS]
 STANDARD = JobSettings.from_preset("standard")
 ADVANCED_FIELDS = ("guide_steps", "msd_steps", "lora_steps", "guidance_scale", "arap_weight", "tv_weight", "noise_mode", "static_prior")
 
@@ -31,8 +35,12 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
     )
     preset: EnumProperty(
         name="Preset",
-        items=[(name, name.replace("_", " ").capitalize(), f"the '{name}' preset") for name in PRESETS],
-        default="standard",  # minutes on one GPU; "draft" for a quick look, "paper" takes hours
+        items=PRESET_ITEMS,
+        default="standard",  # minutes on one GPU; "draft" for a quick look
+    )
+    preset_override: StringProperty(
+        name="Preset (scripts)", default="", options={"HIDDEN"},
+        description="Any worker preset by name, sent instead of Preset when set (scripts and smoke runs)",
     )
     frames: IntProperty(name="Frames", description="0: the preset's frame count", default=0, min=0, max=128)
     seed: IntProperty(name="Seed", default=0, min=0)
@@ -54,7 +62,7 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
 
     def job_settings(self) -> dict:
         """The settings dict sent with SUBMIT: the preset plus overrides."""
-        settings: dict = {"preset": self.preset}
+        settings: dict = {"preset": self.preset_override or self.preset}
         if self.frames:
             settings["frames"] = int(self.frames)
         if self.use_advanced:

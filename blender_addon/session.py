@@ -49,6 +49,7 @@ class JobState:
     writer: bake.FrameWriter | None = None
     writer_is_result: bool = False
     result_animation: Animation | None = None  # the final animation, once RESULT arrived
+    warnings: tuple[str, ...] = ()  # what the worker said about the result (RESULT.warnings)
     undo_pending: bool = False
     started: float = field(default_factory=time.monotonic)
 
@@ -74,6 +75,7 @@ class Session:
         self.error = ""
         self.job: JobState | None = None
         self.tick_durations: deque[float] = deque(maxlen=4096)
+        self.reports: deque[tuple[str, str]] = deque(maxlen=64)  # (level, text), newest last
         self._status_asked = 0.0
 
     # ---- connection ----------------------------------------------------------------------
@@ -188,15 +190,21 @@ class Session:
         elif kind == "Preview" and mine:
             job.pending_preview = msg  # the newest wins
         elif kind == "Result" and mine:
+            job.warnings = tuple(str(w) for w in (getattr(msg, "warnings", None) or ()))
+            for text in job.warnings:
+                self.report("WARNING", f"{job.object_name}: {text}")
             job.pending_result = msg
             job.pending_preview = None
             job.phase = "baking"
             job.message = "baking the animation"
         elif kind == "Cancelled" and mine:
+            was_active = job.active
             job.phase = "cancelled"
             job.message = "cancelled"
             job.pending_preview = None
             _store_job_id(job, "")
+            if was_active:
+                self.report("INFO", f"Animus3D: the job of {job.object_name!r} was cancelled")
         elif kind == "Error":
             text = _error_text(msg)
             if job is not None and job.active and mine:
@@ -206,14 +214,24 @@ class Session:
                 _store_job_id(job, "")
             if getattr(msg, "code", "") in ("unreachable", "lost", "timeout") or job is None or not mine:
                 self.error = text
+            self.report("ERROR", f"Animus3D: {text}")
 
     def _advance(self, deadline: float) -> bool:
         job = self.job
         obj = bpy.data.objects.get(job.object_name)
         if obj is None:
-            if job.active:
-                job.phase, job.error = "failed", f"object {job.object_name!r} no longer exists"
+            if job.active:  # deleted mid-job: the worker must stop computing for it
+                if self.client is not None and job.job_id:
+                    try:
+                        self.client.cancel(job.job_id)
+                    except RuntimeError:
+                        pass  # send queue full: the worker is gone, and poll reports it
+                job.phase, job.error = "cancelled", f"object {job.object_name!r} was deleted; its job is cancelled"
                 job.message = job.error
+                job.pending_preview = job.pending_result = None
+                job.writer = None
+                _store_job_id(job, "")
+                self.report("WARNING", f"Animus3D: {job.error}")
             return False
         try:
             return self._write(job, obj, deadline)
@@ -261,11 +279,21 @@ class Session:
                         scene.render.fps_base = 1.0
                     job.phase, job.message = "done", "animation baked"
                     _store_job_id(job, "")
+                    self.report("INFO", f"Animus3D: {job.object_name!r} animated ({job.result_animation.num_frames} frames)"
+                                if job.result_animation is not None else "Animus3D: animation baked")
                     job.undo_pending = True  # pushed on the next tick: it snapshots the file
         elif job.undo_pending:
             job.undo_pending = False
             _undo_push("Animus3D: bake animation")
         return changed
+
+    def report(self, level: str, text: str) -> None:
+        """Keep ``text`` for the panel and send it to Blender's report area and info log."""
+        self.reports.append((level, text))
+        try:
+            bpy.ops.animus3d.report(level=level, message=text)
+        except (RuntimeError, AttributeError):
+            print(f"Animus3D {level}: {text}")  # no operator context: the console still shows it
 
     # ---- teardown ------------------------------------------------------------------------
     def close(self) -> None:

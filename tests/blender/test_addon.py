@@ -225,3 +225,22 @@ def test_bake_500k_gaussians_16_frames_under_3s(user_dir):
     print(f"\nbake of 16 frames x 500k Gaussians: {r['bake_s']:.2f} s (import {r['import_s']:.2f} s, "
           f"frame change {r['frame_change_s'] * 1e3:.0f} ms)")
     assert r["ok"] and r["bake_s"] < 3.0
+
+
+@pytest.mark.slow
+def test_artist_session_presets_address_delete_reports(user_dir, tmp_path, worker):
+    from .harness import free_port
+
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    try:
+        r = run_scenario("artist_session.py", user_dir, str(tmp_path), dead, worker.address, timeout=300)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- worker log\n{worker.log_text()[-4000:]}") from None
+    assert r["presets"] == ["draft", "standard", "high"]
+    assert r["export_poll_unbaked"] is False
+    assert r["submitted_to"] == worker.address  # the changed preference, without pressing Connect
+    assert r["running_stage"] == "msd" and r["scene_job_id_before"]
+    assert r["phase_after_delete"] == "cancelled" and r["scene_job_id_after"] == ""
+    assert r["worker_idle_after_delete"], "deleting the object must cancel its job on the worker"
+    assert any(level == "WARNING" and "deleted" in text for level, text in r["reports"]), r["reports"]
+    assert r["face_domain_is_splat"] is False and "domain" in r["face_domain_error"]

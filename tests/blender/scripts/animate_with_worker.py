@@ -31,7 +31,7 @@ obj = addon.ply_io.import_splat(bpy, bpy.context, splat, "Blob")
 scene = bpy.context.scene
 props = scene.animus3d
 props.prompt = "the blob bounces up and down"
-props.preset = "test"
+props.preset_override = "test"  # smoke-run preset; artists see draft/standard/high
 props.seed = 7
 if mode in ("cancel", "kill"):  # a long MSD stage, so the job is surely running when we act
     props.use_advanced = True
