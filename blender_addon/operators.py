@@ -190,7 +190,7 @@ class ANIMUS3D_OT_clear_animation(bpy.types.Operator):
         return context.active_object is not None and bake.baked_frames(context.active_object) > 0
 
     def execute(self, context):
-        bake.clear_animation(context.active_object)
+        bake.clear_animation(context.active_object, context.scene)
         return {"FINISHED"}
 
 

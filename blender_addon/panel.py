@@ -84,6 +84,7 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
         row = col.row(align=True)
         row.prop(props, "frames")
         row.prop(props, "seed")
+        col.prop(props, "fit_scene_range")
         col.prop(props, "show_advanced", icon="TRIA_DOWN" if props.show_advanced else "TRIA_RIGHT")
         if props.show_advanced:
             adv = col.box()

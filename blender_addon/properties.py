@@ -44,6 +44,11 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
     )
     frames: IntProperty(name="Frames", description="0: the preset's frame count", default=0, min=0, max=128)
     seed: IntProperty(name="Seed", default=0, min=0)
+    fit_scene_range: BoolProperty(
+        name="Fit scene range",
+        description="Set the scene's frame range to the baked clip (Remove Animation restores it)",
+        default=False,
+    )
     show_advanced: BoolProperty(name="Advanced", default=False)
     use_advanced: BoolProperty(name="Override preset", description="Send the advanced settings below", default=False)
     # Override defaults are the standard preset's, so ticking "Override preset" changes nothing by itself.

@@ -63,6 +63,19 @@ class Worker:
         self.proc = subprocess.Popen([str(ANIMUS3D), "worker", "--bind", self.address, "--device", "cpu", *extra],
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
+    def wait_listening(self, timeout_s: float = 120.0) -> "Worker":
+        """Return once the worker's port accepts connections (a loaded machine starts it slowly)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"worker on port {self.port} is not listening:\n{self.log_text()[-2000:]}")
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -76,6 +76,7 @@ def test_zip_installs_and_connects_to_a_real_worker(addon_zip, tmp_path, blender
     user.mkdir()
     worker = Worker(tmp_path)
     try:
+        worker.wait_listening()
         r = run_scenario("install_and_connect.py", user, str(addon_zip), worker.address, python=python)
     finally:
         worker.kill()
@@ -147,6 +148,7 @@ def test_ticks_stay_under_20ms_while_200k_previews_arrive(user_dir, tmp_path):
 @pytest.fixture
 def worker(tmp_path):
     w = Worker(tmp_path)
+    w.wait_listening()
     yield w
     w.kill()
 
@@ -166,7 +168,10 @@ def test_animate_with_real_worker_bakes_and_survives_reload(user_dir, tmp_path, 
     assert r["static_prompt"] == "a 3D model of a blob"
     assert r["phase"] == "done", r["error"]
     assert r["frames"] >= 4 and r["keys"] == r["frames"] + 1
-    assert r["range"] == [1, r["frames"]]
+    # non-destructive: the clip starts on the current frame (11), the scene keeps 24 fps and 1-250,
+    # and the clip is resampled to 24 fps (its duration kept)
+    assert r["range"] == [1, 250] and r["fps"] == 24 and r["start"] == 11
+    assert r["frames"] == r["retimed_frames"] and (r["clip"][1] == 24 or r["frames"] != r["clip"][0])
     assert r["checks"] == {"pos": True, "keys": True, "rot": True, "scale": True}
     assert r["reloaded_ok"] and r["reloaded_job_id"] == ""
     assert r["stats"]["max"] < 0.25  # small splat, CPU worker: generous; the 200k benchmark holds 20 ms
@@ -244,3 +249,4 @@ def test_artist_session_presets_address_delete_reports(user_dir, tmp_path, worke
     assert r["worker_idle_after_delete"], "deleting the object must cancel its job on the worker"
     assert any(level == "WARNING" and "deleted" in text for level, text in r["reports"]), r["reports"]
     assert r["face_domain_is_splat"] is False and "domain" in r["face_domain_error"]
+    assert r["retime"] == {"frames": 13, "fps": 24.0, "exact": True, "keeps_clip_frames": True}

@@ -75,5 +75,19 @@ try:
 except addon.splat_mesh.SplatMeshError as exc:
     result["face_domain_error"] = str(exc)
 
+# Retiming a clip of 5 frames at 8 fps to 24 fps: 13 frames, linear motion sampled exactly.
+Animation = addon.session.Animation
+T, N = 5, 3
+dpos = np.zeros((T, N, 3), np.float32)
+dpos[:, :, 0] = np.arange(T, dtype=np.float32)[:, None] * 0.3
+rot = np.zeros((T, N, 4), np.float32)
+rot[..., 0] = 1.0
+clip = Animation(dpos, rot, np.zeros((T, N, 3), np.float32), 8.0)
+out = addon.retime.retime(clip, 24.0).animation()
+expected = np.arange(out.num_frames, dtype=np.float32) * 0.1
+result["retime"] = {"frames": out.num_frames, "fps": out.fps,
+                    "exact": bool(np.allclose(out.delta_position[:, 0, 0], expected, atol=1e-6)),
+                    "keeps_clip_frames": bool(np.allclose(out.delta_position[::3], dpos, atol=1e-6))}
+
 SESSION.close()
 finish(result)
