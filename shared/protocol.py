@@ -31,7 +31,7 @@ from .settings import JobSettings, SettingsError
 from .splat import ARRAY_FIELDS, GaussianSplat, SplatError
 
 PROTOCOL_VERSION = 1
-STAGES = ("load", "static_prior", "guide", "msd", "refine", "export")
+STAGES = ("load", "static_prior", "guide", "msd", "refine", "export")  # in job order; the worker's plan (worker/stages/plan.py) runs a subset
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 
 # Error codes (Error.code). "unreachable" is made locally by the client, never sent.
@@ -172,6 +172,7 @@ class Result:
     timings: "dict[str, float]" = field(default_factory=dict)
     losses: "dict[str, float]" = field(default_factory=dict)
     loss_history: "dict[str, list[float]]" = field(default_factory=dict)
+    warnings: "list[str]" = field(default_factory=list)  # notices for the artist (prompt not understood, …)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Callable
 
 from animus3d_shared.deformation import Animation
 
-STAGES = ("load", "static_prior", "guide", "msd", "refine", "export")
+from animus3d_shared.protocol import STAGES  # noqa: F401  (the one stage table; Progress.stage names one)
 
 
 class JobCancelled(Exception):
@@ -99,3 +99,4 @@ class JobResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     losses: dict[str, float] = field(default_factory=dict)  # final value of each loss term
     loss_history: dict[str, list[float]] = field(default_factory=dict)  # per logged step
+    warnings: list[str] = field(default_factory=list)  # notices for the artist (``understanding``)

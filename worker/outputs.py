@@ -4,7 +4,7 @@
     DIR/animation.npz             delta_position [T,N,3], delta_rotation [T,N,4], delta_scale [T,N,3], fps
     DIR/preview.mp4               front-camera renders of every frame (imageio-ffmpeg)
     DIR/preview.png               a contact sheet of up to 8 frames, for a quick look
-    DIR/job.json                  prompt, settings, seed, device, timings, losses
+    DIR/job.json                  prompt, settings, seed, device, timings, losses, warnings
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def write_outputs(out_dir: str | Path, splat: GaussianSplat, result: JobResult, 
         "timings_s": result.timings,
         "losses": result.losses,
         "loss_history": result.loss_history,
+        "warnings": result.warnings,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": platform.node(),
     }

@@ -100,7 +100,8 @@ def measure(prior, splat, settings: JobSettings, device: torch.device, *, lora_s
     from animus3d_worker.priors import lora
     from animus3d_worker.render import make_cameras
     from animus3d_worker.splat_tensors import SplatTensors
-    from animus3d_worker.stages.msd import MotionProblem, optimise_motion
+    from animus3d_worker.stages.core import MotionProblem
+    from animus3d_worker.stages.msd import optimise_motion
     from animus3d_worker.stages.refine import refine_motion
     from animus3d_worker.stages.static_prior import fit_static_prior
 
@@ -201,7 +202,7 @@ def reference_settings(preset: str = "paper") -> JobSettings:
     return JobSettings.from_preset(preset, batched_scores=False, inversion_every=1, cuda_graphs=False)
 
 
-def run_bench(device: str = "cuda", presets: tuple[str, ...] = ("draft", "msd_standard", "high", "paper"), gaussians: int = 200_000,
+def run_bench(device: str = "cuda", presets: tuple[str, ...] = ("draft", "msd", "high", "paper"), gaussians: int = 200_000,
               msd_steps: int = 6, lora_steps: int = 6, refine_steps: int = 10, reference: bool = True,
               small: bool = False, printer=print) -> dict:
     """Measures each preset (optimised) and the reference configuration; prints and returns a table."""
@@ -239,8 +240,8 @@ def run_bench(device: str = "cuda", presets: tuple[str, ...] = ("draft", "msd_st
                                         msd_steps=max(2, msd_steps // 2), refine_steps=refine_steps)
         rows["reference"]["projected_s"] = project_seconds(rows["reference"], settings)
         rows["reference"]["first_preview_s"] = project_first_preview(rows["reference"], settings)
-        if "msd_standard" in rows:  # the reference executing the msd_standard preset's step counts
-            standard = JobSettings.from_preset("msd_standard")
+        if "msd" in rows:  # the reference executing the msd preset's step counts
+            standard = JobSettings.from_preset("msd")
             rows["reference"]["projected_standard_steps_s"] = project_seconds(rows["reference"], standard)
         printer("  measured reference (fp32, one forward per prediction, full inversion every step)")
     return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "gaussians": gaussians,
@@ -262,17 +263,17 @@ def format_table(result: dict) -> str:
             v = rows[c].get(key)
             cells.append("—" if v is None or v != v else (f"{v:.2f}" if "gib" in key else f"{v:.1f}"))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    if "reference" in rows and "msd_standard" in rows:
-        ref, std = rows["reference"], rows["msd_standard"]
+    if "reference" in rows and "msd" in rows:
+        ref, std = rows["reference"], rows["msd"]
         lines.append("")
-        lines.append(f"`msd_standard` against the reference (the paper's run executed directly: fp32, one forward per "
+        lines.append(f"`msd` against the reference (the paper's run executed directly: fp32, one forward per "
                      f"prediction, full inversion every step, eager), same run: MSD step "
                      f"{ref['msd_ms'] / std['msd_ms']:.1f}×, LoRA step {ref['lora_ms'] / std['lora_ms']:.1f}× "
-                     f"(batch {JobSettings.from_preset('msd_standard').lora_batch} vs 1)")
+                     f"(batch {JobSettings.from_preset('msd').lora_batch} vs 1)")
         if "projected_standard_steps_s" in ref:
             lines.append(f"  same step counts (execution only): {ref['projected_standard_steps_s'] / 60:.1f} min → "
                          f"{std['projected_s'] / 60:.1f} min = {ref['projected_standard_steps_s'] / std['projected_s']:.1f}×")
-        lines.append(f"  whole job (paper's step counts → msd_standard's): {ref['projected_s'] / 60:.1f} min → "
+        lines.append(f"  whole job (paper's step counts → msd's): {ref['projected_s'] / 60:.1f} min → "
                      f"{std['projected_s'] / 60:.1f} min = {ref['projected_s'] / std['projected_s']:.1f}×")
     return "\n".join(lines)
 

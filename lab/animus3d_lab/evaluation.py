@@ -160,6 +160,64 @@ def motion_scores(f: MotionFeatures) -> dict[str, float]:
     return scores
 
 
+# Regions of an upright object found from its rest geometry alone (+Z up, facing −Y, its own left
+# at +X), named as the part labels the scores read: a PLY without part labels still gets part scores.
+REGION_NAMES = ("head", "left_arm", "right_arm", "left_leg", "right_leg")
+
+
+def region_parts(rest_means: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(ids [N] into ``REGION_NAMES``, −1 for the rest; ``REGION_NAMES``) from positions alone:
+    the top centre is the head, the outer sides of the upper body the arms, the lower sides the legs."""
+    rest = np.asarray(rest_means, np.float64)
+    lo, hi = np.percentile(rest, 1, axis=0), np.percentile(rest, 99, axis=0)
+    height = max(hi[2] - lo[2], 1e-9)
+    half = max((hi[0] - lo[0]) / 2, 1e-9)
+    z = (rest[:, 2] - lo[2]) / height
+    x = (rest[:, 0] - (lo[0] + hi[0]) / 2) / half
+    ids = np.full(len(rest), -1, np.int64)
+    ids[(z > 0.82) & (np.abs(x) < 0.5)] = 0
+    ids[(z > 0.3) & (z < 0.82) & (x > 0.68)] = 1
+    ids[(z > 0.3) & (z < 0.82) & (x < -0.68)] = 2
+    ids[(z < 0.3) & (x > 0.05)] = 3
+    ids[(z < 0.3) & (x < -0.05)] = 4
+    return ids, REGION_NAMES
+
+
+def up_down_cycles(series: np.ndarray, min_swing: float) -> int:
+    """How many times ``series`` rises by at least ``min_swing`` and falls back by as much."""
+    cycles, low, high, rising = 0, float(series[0]), float(series[0]), True
+    for value in map(float, series[1:]):
+        if rising:
+            low = min(low, value) if high - low < min_swing else low
+            high = max(high, value)
+            if high - low >= min_swing and high - value >= min_swing:
+                rising, low = False, value
+        else:
+            low = min(low, value)
+            if value - low >= min_swing:
+                cycles += 1
+                rising, high = True, value
+    return cycles + (0 if rising else 1)
+
+
+def hand_cycles(splat: GaussianSplat, animation: Animation, side: str = "right", min_swing: float = 0.05) -> int:
+    """Up-and-down cycles of a hand, label-free: the lowest tenth of the ``side`` arm region (the
+    object's own side), its mean height per frame with the global motion undone; ``min_swing`` in
+    object heights."""
+    rest = np.asarray(splat.means, np.float64)
+    ids, names = region_parts(rest)
+    arm = np.flatnonzero(ids == names.index(f"{side}_arm"))
+    if len(arm) < 4:
+        return 0
+    hand = arm[rest[arm, 2] <= np.percentile(rest[arm, 2], 10)]
+    heights = []
+    for cur in animation_means(splat, animation).astype(np.float64):
+        s, r, tr = robust_similarity_fit(rest, cur)
+        heights.append((((cur[hand] - tr) @ r) / s)[:, 2].mean())  # the object's own motion undone
+    heights = np.asarray(heights)
+    return up_down_cycles(heights / max(np.ptp(rest[:, 2]), 1e-9), min_swing)
+
+
 def classify_motion(rest_means: np.ndarray, frames_means: np.ndarray, part_ids: np.ndarray | None = None,
                     part_names: tuple[str, ...] = ()) -> tuple[str, dict[str, float]]:
     """(dominant label, scores) of per-frame means [T, N, 3] against the rest means [N, 3]."""
@@ -172,10 +230,14 @@ def animation_means(splat: GaussianSplat, animation: Animation) -> np.ndarray:
     return np.asarray(splat.means, np.float32)[None] + animation.delta_position
 
 
-def classify_animation(splat: GaussianSplat, animation: Animation) -> tuple[str, dict[str, float]]:
-    """Dominant motion of ``animation`` applied to ``splat`` (uses its part labels if it has them)."""
-    ids = getattr(splat, "part_ids", None)
-    names = tuple(getattr(splat, "part_names", None) or ())
+def classify_animation(splat: GaussianSplat, animation: Animation, part_labels: bool = True
+                       ) -> tuple[str, dict[str, float]]:
+    """Dominant motion of ``animation`` applied to ``splat``: with its part labels when it has them
+    and ``part_labels`` is on, else with regions found from its geometry (``region_parts``)."""
+    ids = getattr(splat, "part_ids", None) if part_labels else None
+    names = tuple(getattr(splat, "part_names", None) or ()) if ids is not None else ()
+    if ids is None or not names:
+        ids, names = region_parts(np.asarray(splat.means))
     return classify_motion(np.asarray(splat.means), animation_means(splat, animation),
                            None if ids is None else np.asarray(ids), names)
 
@@ -281,6 +343,7 @@ class CaseMetrics:
     smoothness: float
     distortion: float
     scores: dict[str, float] = field(default_factory=dict)
+    predicted_without_labels: str = ""  # the label-free classifier's answer (``region_parts``)
 
 
 def evaluate_animation(splat: GaussianSplat, animation: Animation, expected: str | None = None,
@@ -302,6 +365,7 @@ def evaluate_animation(splat: GaussianSplat, animation: Animation, expected: str
         smoothness=temporal_smoothness(frames, height),
         distortion=distortion(rest, frames),
         scores={k: round(v, 4) for k, v in scores.items()},
+        predicted_without_labels=classify_animation(splat, animation, part_labels=False)[0],
     )
 
 
@@ -315,8 +379,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "static_negative": {"guidance_negative": "static"},  # CFG steers away from the static description
 }
 ARAP_SWEEP = (0.0, 1.0, 8.0, 64.0)
-# Ablations of MSD itself: they change nothing in a job without MSD steps (the `standard` preset since
-# December 2026 generates then fits): run them with `--preset msd_standard`.
+# Ablations of MSD itself: they change nothing in a job without MSD steps (`draft`, `standard` and `high`
+# generate then fit): run them with `--preset msd`.
 MSD_ABLATIONS = frozenset({"sds", "random_noise", "text_static", "static_negative"})
 
 
@@ -372,6 +436,10 @@ def summarise(results: list[dict]) -> dict[str, float]:
     out = {k: float(np.mean([r[k] for r in results])) for k in keys}
     judged = [r["correct"] for r in results if r["correct"] is not None]
     out["accuracy"] = float(np.mean(judged)) if judged else float("nan")
+    free = [r["predicted_without_labels"] == r["expected"] for r in results
+            if r.get("expected") is not None and r.get("predicted_without_labels")]
+    if free:
+        out["accuracy_without_labels"] = float(np.mean(free))
     out["cases"] = len(results)
     return out
 

@@ -319,6 +319,17 @@ def describe(kind: str, label: str, rng: np.random.Generator | None = None, inde
     return templates[int(rng.integers(len(templates)))].format(n=nouns[int(rng.integers(len(nouns)))])
 
 
+def learnt_motions_document(threshold: float = 0.55) -> dict:
+    """What a prior trained on this data learnt, as the worker reads it (``learnt_motions.json``
+    beside the weights, see ``animus3d_worker.understanding``): every motion's caption templates.
+
+    At 0.55, everyday synonyms of the learnt motions ("leaps", "rotates in place", "stays motionless")
+    clear the threshold and motions outside the vocabulary ("flaps its wings", "opens its lid", "bows")
+    and nonsense words do not (tests/test_understanding.py holds such cases)."""
+    return {"threshold": threshold, "static": ["still"],
+            "motions": {label: list(DESCRIPTIONS[label]) for label in MOTION_LABELS}}
+
+
 def all_descriptions(kind: str, label: str) -> list[str]:
     """Every paraphrase × noun of ``label`` for ``kind``."""
     return [t.format(n=n) for t in DESCRIPTIONS[label] for n in NOUNS[kind]]

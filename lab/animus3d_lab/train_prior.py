@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from .motion_data import (DEFAULT_AMPLITUDE_RANGE, ORBIT_ELEVATION_DEG, MotionDataError, check_amplitude_range,
-                          clip_specs, make_object, mirror_caption, motion_animation, render_clip)
+                          clip_specs, learnt_motions_document, make_object, mirror_caption, motion_animation, render_clip)
 from animus3d_worker.priors.packing import PackingError, unpacked_folder
 from animus3d_worker.priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
+from animus3d_worker.understanding import LEARNT_MOTIONS
 
 log = logging.getLogger("animus3d.train_prior")
 
@@ -616,6 +617,7 @@ class PriorTrainer:
             "vae": ["diffusers", "AutoencoderKL"],
         }
         (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        (staging / LEARNT_MOTIONS).write_text(json.dumps(learnt_motions_document(), indent=2) + "\n")
 
         def size() -> int:
             return sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())

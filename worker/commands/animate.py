@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from animus3d_shared.settings import ARTIST_PRESETS, DEFAULT_PRESET
+
 from . import CommandError
 
 
@@ -23,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--static-prompt", help="a description of the still subject (default: derived)")
     parser.add_argument("--local", action="store_true", help="run the pipeline in this process")
     add_connection_arguments(parser, required=False)
-    parser.add_argument("--preset", default="draft", help="test, draft (default), standard or high")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"{', '.join(ARTIST_PRESETS)} (default: {DEFAULT_PRESET}); also msd, paper (the paper's method) and test")
     parser.add_argument("--frames", type=int, help="frames of the optimised clip")
     parser.add_argument("--device", default="auto", help="--local only: cpu, cuda or auto")
     parser.add_argument("--models", metavar="CONFIG", help="--local only: model configuration file")
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             wire_settings = {"preset": args.preset, **overrides}
             result = run_remote(args, splat, wire_settings, display)
+        for warning in result.warnings:
+            display.warn(warning)
         display.note(f"writing outputs to {out_dir}")
     from ..outputs import write_outputs
 
@@ -137,7 +141,8 @@ def run_remote(args, splat, wire_settings: dict, display: "ProgressDisplay"):
                     return JobResult(animation=msg.animation, settings=dict(msg.settings), seed=msg.seed,
                                      prompt=msg.prompt, static_prompt=msg.static_prompt, device=msg.device,
                                      timings=dict(msg.timings), losses=dict(msg.losses),
-                                     loss_history={k: list(v) for k, v in msg.loss_history.items()})
+                                     loss_history={k: list(v) for k, v in msg.loss_history.items()},
+                                     warnings=list(msg.warnings))
                 elif isinstance(msg, Cancelled):
                     raise CommandError(f"job {msg.job_id} was cancelled on the worker")
                 elif isinstance(msg, Error):
@@ -183,6 +188,9 @@ class ProgressDisplay:
 
     def note(self, text: str) -> None:
         self.progress.console.print(text)
+
+    def warn(self, text: str) -> None:
+        self.progress.console.print(f"warning: {text}", style="bold yellow", markup=False, highlight=False)
 
     def update(self, p) -> None:
         losses = " ".join(f"{k}={v:.3g}" for k, v in list(p.losses.items())[:4])

@@ -58,6 +58,7 @@ class VideoPrior:
             self.max_text_length = 77
         self._text_cache: dict[str, torch.Tensor] = {}
         self.native_resolution: int | None = None  # the frame size it was trained at, when its folder says
+        self.folder = None  # the local folder it was loaded from (a pathlib.Path), None for a hub id
         self.graphs = None  # a cuda_graphs.UNetGraphs while graph replay is on (see ``graphed``)
 
     def with_unet(self, unet) -> "VideoPrior":

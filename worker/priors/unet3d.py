@@ -2,7 +2,9 @@
 
 A diffusers folder (or hub repository) holds ``model_index.json`` and the subfolders ``unet/``
 (UNet3DConditionModel), ``vae/`` (AutoencoderKL), ``text_encoder/`` (CLIPTextModel), ``tokenizer/``
-(CLIPTokenizer) and ``scheduler/`` (DDIM). The tiny test prior is saved in the same layout and loads
+(CLIPTokenizer) and ``scheduler/`` (DDIM). A local folder's ``text_encoder/`` and ``tokenizer/`` may
+instead hold only ``packaged.json``: the prior is conditioned on the packaged all-MiniLM-L6-v2
+(``minilm``), a declared dependency rather than a copy. The tiny test prior is saved in the same layout and loads
 through this very code; a trained prior whose weights are stored in 8 bits (``packing``) is first
 restored to this layout in the cache.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from . import minilm
 from .base import PriorLoadError, VideoPrior
 from .packing import PackingError, unpacked_folder
 from .tiny import cache_root
@@ -73,8 +76,12 @@ def _load_components(source: str, dtype: torch.dtype, local: bool, cache_only: b
     files_only = local or cache_only
     unet = _load_weights(UNet3DConditionModel, source, "unet", dtype, files_only, torch_dtype=dtype)
     vae = _load_weights(AutoencoderKL, source, "vae", dtype, files_only, torch_dtype=dtype)
-    text_encoder = _load_weights(CLIPTextModel, source, "text_encoder", dtype, files_only)
-    tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=files_only)
+    packaged = minilm.packaged_reference(Path(source) / "text_encoder") if local else None
+    if packaged is not None:  # the folder refers to the packaged sentence encoder instead of copying it
+        text_encoder, tokenizer = minilm.load_packaged(packaged["max_length"])
+    else:
+        text_encoder = _load_weights(CLIPTextModel, source, "text_encoder", dtype, files_only)
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=files_only)
     scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=files_only)
     return unet, vae, text_encoder, tokenizer, scheduler
 
@@ -136,6 +143,7 @@ def load_unet3d_prior(source: str | Path, *, name: str | None = None, device: to
     prior = VideoPrior(name, *components, device=device, dtype=dtype)
     if local:
         prior.native_resolution = trained_resolution(path)
+        prior.folder = path.resolve()
     log.info("loaded prior %s (%s, %s) unet=%.0fM params", name, prior.device, dtype,
              sum(p.numel() for p in prior.unet.parameters()) / 1e6)
     return prior

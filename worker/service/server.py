@@ -306,7 +306,8 @@ class WorkerService:
             r = job.result
             self._send(job.owner, p.Result(job_id=job.id, animation=r.animation, settings=r.settings, seed=r.seed,
                                            prompt=r.prompt, static_prompt=r.static_prompt, device=r.device,
-                                           timings=r.timings, losses=r.losses, loss_history=r.loss_history))
+                                           timings=r.timings, losses=r.losses, loss_history=r.loss_history,
+                                           warnings=list(r.warnings)))
         elif job.state == FAILED and job.error is not None:
             code, message = job.error
             self._send(job.owner, p.Error(code=code, message=message, job_id=job.id))

@@ -10,7 +10,7 @@ from animus3d_worker.commands import CommandError
 def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     parser.add_argument("--preset", action="append", dest="presets",
-                        help="preset(s) to measure (default: draft, msd_standard, high, paper)")
+                        help="preset(s) to measure (default: draft, msd, high, paper)")
     parser.add_argument("--gaussians", type=int, default=200_000)
     parser.add_argument("--msd-steps", type=int, default=6, help="timed MSD steps per configuration")
     parser.add_argument("--lora-steps", type=int, default=6)
@@ -28,7 +28,7 @@ def run(args) -> int:
 
     from ..bench import format_table, run_bench
 
-    presets = tuple(args.presets or ("draft", "msd_standard", "high", "paper"))
+    presets = tuple(args.presets or ("draft", "msd", "high", "paper"))
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise CommandError(f"unknown preset(s): {', '.join(unknown)}")

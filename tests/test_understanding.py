@@ -1,0 +1,204 @@
+"""The packaged sentence encoder and the job's "not understood" / "barely moves" notices."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import msgpack
+import numpy as np
+import pytest
+
+from animus3d_shared import protocol as p
+from animus3d_shared.deformation import Animation
+from animus3d_shared.settings import JobSettings
+from animus3d_worker.models import ModelConfig
+from animus3d_worker.pipeline import PriorCache, run_job
+from animus3d_worker.priors import minilm
+from animus3d_worker.priors.loading import EMBEDDED_FOLDER
+from animus3d_worker.priors.tiny import tiny_prior_folder
+from animus3d_worker.understanding import (LEARNT_MOTIONS, LearntMotions, LearntMotionsError, motion_phrase,
+                                           result_warning, understand)
+
+
+@pytest.fixture(scope="module")
+def learnt():
+    motions = LearntMotions.read(EMBEDDED_FOLDER)
+    assert motions is not None, "the embedded prior lists the motions it learnt"
+    return motions
+
+
+def test_the_packaged_encoder_is_the_published_all_minilm_l6_v2():
+    folder = minilm.verified_folder()  # raises unless size and SHA-256 match the published weights
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"]) == (minilm.HIDDEN, 6)
+
+
+def test_sentence_vectors_behave_like_the_original():
+    vectors = minilm.sentence_encoder().embed(["A man is eating food.", "A man is eating a piece of bread.",
+                                              "A man is riding a horse.", "The new movie is awesome."])
+    sims = (vectors @ vectors.T).numpy()
+    assert vectors.shape == (4, minilm.HIDDEN)
+    np.testing.assert_allclose(np.diag(sims), 1.0, atol=1e-5)
+    assert sims[0, 1] > 0.6 > sims[0, 2] > sims[0, 3]
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ("the character waves its right arm", "waves its right arm"),
+    ("a red lamp spinning slowly", "spinning slowly"),
+    ("the glass bottle bounces twice", "bounces twice"),
+    ("spin around", "spin around"),
+    ("a {n} spinning around", "spinning around"),
+])
+def test_the_motion_phrase_drops_the_subject(text, phrase):
+    assert motion_phrase(text) == phrase
+
+
+@pytest.mark.parametrize("prompt, label", [
+    ("the character waves its right arm", "wave_right"),
+    ("the chair leaps", "jump"),
+    ("the bottle rotates in place", "spin"),
+    ("the vase stays motionless", "still"),
+    ("the tree sways", "sway"),
+])
+def test_everyday_words_for_learnt_motions_are_understood(learnt, prompt, label):
+    result = understand(prompt, learnt)
+    assert result.understood and result.notice() is None
+    assert result.nearest[0][0] == label
+
+
+@pytest.mark.parametrize("prompt", ["blorf zindle quax", "the xqzt vrrps", "the bird flaps its wings",
+                                    "the chest opens its lid", "the statue bows", "the girl reads a book"])
+def test_nonsense_and_unlearnt_motions_get_the_notice_with_the_nearest_motions(learnt, prompt):
+    result = understand(prompt, learnt)
+    notice = result.notice()
+    assert not result.understood and notice is not None
+    assert notice.startswith("not understood")
+    for label, _ in result.nearest[:3]:
+        assert label in notice
+
+
+def test_a_malformed_learnt_motions_file_is_a_clear_error(tmp_path):
+    (tmp_path / LEARNT_MOTIONS).write_text(json.dumps({"motions": {"spin": []}}))
+    with pytest.raises(LearntMotionsError, match="spin"):
+        LearntMotions.read(tmp_path)
+    assert LearntMotions.read(tmp_path / "none") is None
+
+
+def _animation(frames: int, n: int, offset: float) -> Animation:
+    dp = np.zeros((frames, n, 3), np.float32)
+    dp[1:, :, 2] = offset
+    rot = np.tile(np.array([1, 0, 0, 0], np.float32), (frames, n, 1))
+    return Animation(dp, rot, np.zeros((frames, n, 3), np.float32))
+
+
+def test_a_moving_prompt_whose_result_barely_moves_is_warned(learnt):
+    from animus3d_shared.samples import make_test_blob
+
+    blob = make_test_blob(seed=1, count=200)
+    jump = understand("the blob jumps", learnt)
+    still = understand("the blob stays motionless", learnt)
+    warning = result_warning(jump, blob, _animation(4, blob.count, 1e-5))
+    assert warning is not None and warning.startswith("negligible motion")
+    assert result_warning(jump, blob, _animation(4, blob.count, 0.3)) is None
+    assert result_warning(still, blob, _animation(4, blob.count, 1e-5)) is None
+    assert result_warning(None, blob, _animation(4, blob.count, 1e-5)) is None
+
+
+def test_result_warnings_cross_the_wire_and_old_results_still_decode():
+    anim = _animation(2, 5, 0.1)
+    message = p.Result(job_id="j", animation=anim, warnings=["not understood: x"])
+    back = p.decode(p.encode(message))
+    assert back.warnings == ["not understood: x"]
+    frames = p.encode(p.Result(job_id="j", animation=anim))
+    header = msgpack.unpackb(frames[0], raw=False)
+    del header["warnings"]
+    old = p.decode([msgpack.packb(header, use_bin_type=True), *frames[1:]])
+    assert old.warnings == []
+    header["warnings"] = [3]
+    with pytest.raises(p.ProtocolError):
+        p.decode([msgpack.packb(header, use_bin_type=True), *frames[1:]])
+
+
+@pytest.fixture(scope="module")
+def prior_with_vocabulary(tmp_path_factory):
+    """The tiny prior's folder plus the embedded prior's list of learnt motions."""
+    folder = tmp_path_factory.mktemp("prior") / "tiny-with-motions"
+    shutil.copytree(tiny_prior_folder(0), folder)
+    shutil.copy(EMBEDDED_FOLDER / LEARNT_MOTIONS, folder / LEARNT_MOTIONS)
+    return folder
+
+
+def test_a_job_reports_a_prompt_it_does_not_understand(prior_with_vocabulary, tmp_path):
+    from animus3d_shared.samples import make_test_blob
+
+    blob = make_test_blob(seed=3, count=600)
+    models = ModelConfig(motion_prior=str(prior_with_vocabulary))
+    messages = []
+    from animus3d_worker.events import JobEvents
+
+    settings = JobSettings.from_preset("test", refine_steps=0)
+    cache = PriorCache()
+    result = run_job(blob, "the blob zindles quaxly", settings, seed=1, device="cpu", models=models,
+                     events=JobEvents(on_progress=lambda prog: messages.append(prog.message)), priors=cache,
+                     lora_cache_dir=tmp_path / "lora")
+    assert any(w.startswith("not understood") for w in result.warnings)
+    assert any(m.startswith("not understood") for m in messages), "the notice is shown while the job runs"
+    still = run_job(blob, "the blob jumps", JobSettings.from_preset("test", msd_steps=0, refine_steps=0), seed=1,
+                    device="cpu", models=models, priors=cache, lora_cache_dir=tmp_path / "lora")
+    assert [w.split(":")[0] for w in still.warnings] == ["negligible motion"]
+
+
+@pytest.mark.slow
+def test_the_cli_shows_the_notice_and_job_json_keeps_it(prior_with_vocabulary, tmp_path):
+    import subprocess
+    import sys
+
+    from animus3d_shared.ply import write_ply
+    from animus3d_shared.samples import make_test_blob
+
+    ply = tmp_path / "blob.ply"
+    write_ply(ply, make_test_blob(seed=2, count=500))
+    models = tmp_path / "models.json"
+    models.write_text(json.dumps({"motion_prior": str(prior_with_vocabulary),
+                                  "lora_cache_dir": str(tmp_path / "lora")}))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "animus3d_worker.cli", "animate", str(ply), "--prompt",
+                           "the blob zindles quaxly", "--local", "--preset", "test", "--device", "cpu",
+                           "--models", str(models), "--set", "refine_steps=0", "--no-preview", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "warning: not understood" in proc.stderr
+    job = json.loads((out / "job.json").read_text())
+    assert job["warnings"] and job["warnings"][0].startswith("not understood")
+
+
+def test_a_prior_folder_can_refer_to_the_packaged_encoder_instead_of_copying_it(tmp_path):
+    import torch
+    from diffusers import UNet3DConditionModel
+
+    from animus3d_worker.priors import load_prior
+    from animus3d_worker.priors.tiny import build_tiny_prior_folder
+
+    folder = build_tiny_prior_folder(tmp_path / "minilm-prior", seed=0)
+    config = UNet3DConditionModel.load_config(str(folder / "unet"))
+    config["cross_attention_dim"] = minilm.HIDDEN
+    shutil.rmtree(folder / "unet")
+    UNet3DConditionModel.from_config(config).save_pretrained(str(folder / "unet"))
+    shutil.rmtree(folder / "text_encoder")
+    shutil.rmtree(folder / "tokenizer")
+    minilm.write_packaged_reference(folder, max_length=24)
+    assert sum(p.stat().st_size for p in (folder / "text_encoder").iterdir()) < 1000, "a reference, not weights"
+
+    prior = load_prior(str(folder))
+    states = prior.encode_text(["the lamp twirls", "blorf", ""])
+    assert states.shape == (3, 24, minilm.HIDDEN)
+    alone = load_prior(str(folder)).encode_text(["the lamp twirls"])
+    torch.testing.assert_close(states[:1], alone)
+    assert not torch.equal(states[0], states[1])
+    latents = torch.zeros(1, 4, 2, 4, 4)
+    assert prior.predict_noise(latents, 500, states[:1]).shape == latents.shape
+
+    (folder / "text_encoder" / minilm.PACKAGED_REFERENCE).write_text('{"requirement": "other==1"}')
+    with pytest.raises(Exception, match="requirement"):
+        load_prior(str(folder))
