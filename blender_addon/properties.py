@@ -7,13 +7,12 @@ import re
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .animus3d_shared.settings import NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings
+from .animus3d_shared.settings import ARTIST_PRESETS, NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings
 from .local_worker import DEFAULT_COMMAND
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
-# The product ladder offered to artists; `test` (smoke runs) and the paper presets stay reachable
-# from scripts through ``preset_override``.
-ARTIST_PRESETS = ("draft", "standard", "high")
+# The panel offers the product ladder (ARTIST_PRESETS); `test` (smoke runs) and the paper presets
+# stay reachable from scripts through ``preset_override``.
 PRESET_ITEMS = [(name, name.capitalize(), f"the '{name}' preset") for name in ARTIST_PRESETS if name in PRESETS]
 STANDARD = JobSettings.from_preset("standard")
 ADVANCED_FIELDS = ("guide_steps", "msd_steps", "lora_steps", "guidance_scale", "arap_weight", "tv_weight", "noise_mode", "static_prior")
