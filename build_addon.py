@@ -4,6 +4,11 @@
 The zip holds the add-on (``blender_addon/``), its own copy of the shared protocol code
 (``shared/*.py`` as the subpackage ``animus3d_shared``) and the pyzmq, msgpack and plyfile wheels
 for every platform and Python that Blender 4.2+ ships (cp311 for 4.2–5.0, cp313 for 5.1+).
+
+Each compiled wheel is built for exactly one Python ABI (``cp311-cp311``, ``cp313-cp313``), never a
+stable-ABI ``abi3`` wheel: Blender 4.2 installs an ``abi3`` wheel tagged for a newer Python than its
+own and then fails to import it. Where the installed version of a package has no wheel for one
+Python's own ABI, ``OWN_ABI_FALLBACK`` names the versions to take for that Python.
 Wheels are fetched once with ``pip download`` into ``build/wheels`` and reused.
 
 The package is built and validated with Blender's own extension tool ``blender_ext.py``, which the
@@ -40,7 +45,16 @@ PLATFORM_TAGS = {
     "macos-arm64": ("macosx_11_0_arm64", "macosx_10_15_universal2", "macosx_10_9_universal2"),
 }
 BINARY_PACKAGES = ("pyzmq", "msgpack")
+# pyzmq 27 publishes only stable-ABI (abi3) wheels for Python 3.12+; 26.x is its newest line with
+# cp313-cp313 wheels. Asked when the installed version has no wheel for a Python's own ABI.
+OWN_ABI_FALLBACK = {"pyzmq": "pyzmq<27"}
 PURE_PACKAGES = ("plyfile",)
+
+
+# Files of the source folders that the add-on never imports: kept out of the zip.
+# bake_blend.py is a command-line script run by a Python that has bpy; samples.py builds test splats.
+ADDON_EXCLUDE = ("bake_blend.py",)
+SHARED_EXCLUDE = ("samples.py",)
 
 
 class BuildError(RuntimeError):
@@ -73,7 +87,7 @@ def _cached(package: str, python: str | None, platform: str | None) -> list[Path
             found.append(path)
             continue
         want_py = "cp" + python.replace(".", "")
-        if not (py_tag == want_py or (_abi == "abi3" and py_tag <= want_py)):
+        if not (py_tag == want_py and _abi == want_py):  # the Python's own ABI only, never abi3
             continue
         if any(t in plat.split(".") for t in PLATFORM_TAGS[platform]):
             found.append(path)
@@ -96,11 +110,16 @@ def fetch_wheels(platforms: list[str], offline: bool) -> list[Path]:
                 cmd += ["--python-version", python, "--implementation", "cp"]
                 for tag in PLATFORM_TAGS[platform]:
                     cmd += ["--platform", tag]
-            cmd.append(pinned(package))
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise BuildError(f"pip download {package} failed: {proc.stderr.strip().splitlines()[-1:]}")
-            have = _cached(package, python, platform)
+            requirements = [pinned(package)]
+            if python is not None and package in OWN_ABI_FALLBACK:
+                requirements.append(OWN_ABI_FALLBACK[package])
+            for requirement in requirements:
+                proc = subprocess.run(cmd + [requirement], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise BuildError(f"pip download {requirement} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                have = _cached(package, python, platform)
+                if have:
+                    break
             if not have:
                 raise BuildError(f"pip download gave no usable wheel for {package} {python} {platform}")
         # Keep one wheel per (package, python, platform): the newest name sorts last.
@@ -112,10 +131,12 @@ def stage_source(version: str, wheels: list[Path], platforms: list[str]) -> Path
     """Lay out the extension's source tree: add-on, vendored shared package, wheels, manifest."""
     if STAGE_DIR.exists():
         shutil.rmtree(STAGE_DIR)
-    shutil.copytree(ADDON_SRC, STAGE_DIR, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ADDON_SRC, STAGE_DIR, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *ADDON_EXCLUDE))
     vendored = STAGE_DIR / "animus3d_shared"
     vendored.mkdir()
     for source in sorted(SHARED_SRC.glob("*.py")):
+        if source.name in SHARED_EXCLUDE:
+            continue
         shutil.copy2(source, vendored / source.name)
     wheel_dir = STAGE_DIR / "wheels"
     wheel_dir.mkdir()

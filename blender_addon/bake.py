@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from .animus3d_shared.deformation import Animation
+from .retime import frame_of
 from .splat_mesh import (
     BASE_ROT,
     BASE_SCALE,
@@ -161,7 +162,8 @@ class FrameWriter:
         scene.frame_end = self.frame_start + self.frames - 1
 
     # -- loading
-    def load(self, animation: Animation, indices: np.ndarray | None = None) -> None:
+    def load(self, animation, indices: np.ndarray | None = None) -> None:
+        """Queue every frame of ``animation`` (an Animation or a :class:`~.retime.Retimed`)."""
         if animation.num_frames != self.frames:
             raise ValueError(f"animation has {animation.num_frames} frames; this bake has {self.frames}")
         expected = self.base.count if indices is None else len(indices)
@@ -215,6 +217,8 @@ class FrameWriter:
             obj[PROP_OWN_BASIS] = True
             keys = mesh.shape_keys
             yield
+        dpos_t, drot_t, dscale_t = frame_of(anim, t)
+        yield
         block = keys.key_blocks.get(name)
         if block is None:
             block = obj.shape_key_add(name=name, from_mix=False)
@@ -224,12 +228,12 @@ class FrameWriter:
         # positions
         points = key_points(block)
         if idx is None:
-            pos = base.means + anim.delta_position[t]
+            pos = base.means + dpos_t
         else:
             pos = np.empty(base.count * 3, np.float32)
             points.foreach_get("co", pos)
             pos = pos.reshape(-1, 3)
-            pos[idx] = base.means[idx] + anim.delta_position[t]
+            pos[idx] = base.means[idx] + dpos_t
         points.foreach_set("co", np.ascontiguousarray(pos, np.float32).ravel())
         yield
         # rotations, in chunks
@@ -238,20 +242,20 @@ class FrameWriter:
             rot = np.empty((base.count, 4), np.float32)
             for lo in range(0, base.count, ROT_CHUNK):
                 hi = min(lo + ROT_CHUNK, base.count)
-                rot[lo:hi] = quat_compose(anim.delta_rotation[t, lo:hi], base.quats[lo:hi])
+                rot[lo:hi] = quat_compose(drot_t[lo:hi], base.quats[lo:hi])
                 yield
         else:
             rot = get_vector_attribute(mesh, rname, 4) if rname in mesh.attributes else base.quats.copy()
-            rot[idx] = quat_compose(anim.delta_rotation[t], base.quats[idx])
+            rot[idx] = quat_compose(drot_t, base.quats[idx])
             yield
         set_vector_attribute(mesh, rname, "QUATERNION", rot)
         # scales
         sname = scale_attr(t)
         if idx is None:
-            scale = base.log_scales + anim.delta_scale[t]
+            scale = base.log_scales + dscale_t
         else:
             scale = get_vector_attribute(mesh, sname, 3) if sname in mesh.attributes else base.log_scales.copy()
-            scale[idx] = base.log_scales[idx] + anim.delta_scale[t]
+            scale[idx] = base.log_scales[idx] + dscale_t
         set_vector_attribute(mesh, sname, "FLOAT_VECTOR", scale)
         _shown.pop(obj.name, None)  # the frame handler must re-apply this frame
         yield
@@ -305,8 +309,33 @@ def remove_frames(obj, first: int) -> None:
     _shown.pop(obj.name, None)
 
 
-def clear_animation(obj) -> None:
-    """Remove our shape keys, their F-curves and per-frame attributes; restore rot/scale."""
+PROP_SCENE_RANGE = "animus3d_scene_range"  # (start, end) before "fit scene range", then what it set
+
+
+def fit_scene_range(obj, scene, frame_start: int, frames: int) -> None:
+    """Set the scene's range to the clip, remembering the range it replaces on the object."""
+    fitted = (int(frame_start), int(frame_start) + int(frames) - 1)
+    if PROP_SCENE_RANGE not in obj:
+        obj[PROP_SCENE_RANGE] = [scene.frame_start, scene.frame_end, *fitted]
+    else:
+        obj[PROP_SCENE_RANGE] = [*list(obj[PROP_SCENE_RANGE])[:2], *fitted]
+    scene.frame_start, scene.frame_end = fitted
+
+
+def restore_scene_range(obj, scene) -> None:
+    """Undo :func:`fit_scene_range` if the range is still the one it set."""
+    if PROP_SCENE_RANGE not in obj:
+        return
+    old_start, old_end, fit_start, fit_end = (int(v) for v in obj[PROP_SCENE_RANGE])
+    if scene is not None and (scene.frame_start, scene.frame_end) == (fit_start, fit_end):
+        scene.frame_start, scene.frame_end = old_start, old_end
+    del obj[PROP_SCENE_RANGE]
+
+
+def clear_animation(obj, scene=None) -> None:
+    """Remove our shape keys, their F-curves and per-frame attributes; restore rot/scale and the
+    scene range a bake fitted."""
+    restore_scene_range(obj, scene)
     mesh = obj.data
     remove_frames(obj, 0)
     keys = mesh.shape_keys

@@ -40,6 +40,10 @@ class ANIMUS3D_OT_export_ply_sequence(bpy.types.Operator):
     bl_options = {"REGISTER"}
     directory: StringProperty(subtype="DIR_PATH")
 
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and bake.baked_frames(context.active_object) > 0
+
     def invoke(self, context, _event):
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
@@ -108,6 +112,28 @@ class ANIMUS3D_OT_stop_worker(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def worker_address(prefs) -> str:
+    """Where the next job goes: the local worker started from Blender while it runs, otherwise the
+    address in the preferences as it is now (a changed address applies without pressing Connect)."""
+    if local_worker.running():
+        return local_worker.bind_address(prefs.worker_command) or prefs.worker_address
+    return prefs.worker_address
+
+
+class ANIMUS3D_OT_report(bpy.types.Operator):
+    """Put a message of the add-on's background work into Blender's report area and info log"""
+
+    bl_idname = "animus3d.report"
+    bl_label = "Animus3D Report"
+    bl_options = {"INTERNAL"}
+    level: StringProperty(default="INFO", options={"SKIP_SAVE"})
+    message: StringProperty(default="", options={"SKIP_SAVE"})
+
+    def execute(self, _context):
+        self.report({self.level if self.level in ("INFO", "WARNING", "ERROR") else "INFO"}, self.message)
+        return {"FINISHED"}
+
+
 class ANIMUS3D_OT_animate(bpy.types.Operator):
     """Animate the active splat from the text prompt (the worker computes; Blender stays responsive)"""
 
@@ -129,7 +155,7 @@ class ANIMUS3D_OT_animate(bpy.types.Operator):
             props.static_prompt = derive_static_prompt(obj.name)
         prefs = preferences(context)
         try:
-            SESSION.connect(SESSION.address or prefs.worker_address, prefs.heartbeat_timeout_s)
+            SESSION.connect(worker_address(prefs), prefs.heartbeat_timeout_s)
             SESSION.submit(obj, scene, props.prompt.strip(), props.static_prompt.strip(), props.job_settings(), int(props.seed))
         except (RuntimeError, SplatMeshError, SplatError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
@@ -164,7 +190,7 @@ class ANIMUS3D_OT_clear_animation(bpy.types.Operator):
         return context.active_object is not None and bake.baked_frames(context.active_object) > 0
 
     def execute(self, context):
-        bake.clear_animation(context.active_object)
+        bake.clear_animation(context.active_object, context.scene)
         return {"FINISHED"}
 
 
@@ -177,6 +203,7 @@ def menu_export(self, _context):
 
 
 CLASSES = (
+    ANIMUS3D_OT_report,
     ANIMUS3D_OT_import_ply,
     ANIMUS3D_OT_export_ply_sequence,
     ANIMUS3D_OT_connect,

@@ -44,7 +44,9 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
         prefs = preferences(context)
 
         box = layout.box()
-        box.label(text=f"Worker: {SESSION.address or prefs.worker_address}")
+        if isinstance(prefs, bpy.types.AddonPreferences):
+            box.prop(prefs, "worker_address", text="Worker")  # used by the next Animate
+        box.label(text=f"Connected to: {SESSION.address}" if SESSION.address else "Not connected yet")
         welcome = SESSION.welcome
         if SESSION.connected and welcome is not None:
             box.label(text=f"Device: {getattr(welcome, 'device', '?')}", icon="CHECKMARK")
@@ -82,6 +84,7 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
         row = col.row(align=True)
         row.prop(props, "frames")
         row.prop(props, "seed")
+        col.prop(props, "fit_scene_range")
         col.prop(props, "show_advanced", icon="TRIA_DOWN" if props.show_advanced else "TRIA_RIGHT")
         if props.show_advanced:
             adv = col.box()
@@ -105,6 +108,8 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
             layout.label(text=job.error, icon="ERROR")
         elif job is not None and job.message:
             layout.label(text=job.message)
+        for text in (job.warnings if job is not None else ()):
+            layout.label(text=text, icon="ERROR")
         if obj is not None and bake.baked_frames(obj):
             row = layout.row(align=True)
             row.operator("animus3d.export_ply_sequence")

@@ -7,10 +7,13 @@ import re
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .animus3d_shared.settings import NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings
+from .animus3d_shared.settings import ARTIST_PRESETS, NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings
 from .local_worker import DEFAULT_COMMAND
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+# The panel offers the product ladder (ARTIST_PRESETS); `test` (smoke runs) and the paper presets
+# stay reachable from scripts through ``preset_override``.
+PRESET_ITEMS = [(name, name.capitalize(), f"the '{name}' preset") for name in ARTIST_PRESETS if name in PRESETS]
 STANDARD = JobSettings.from_preset("standard")
 ADVANCED_FIELDS = ("guide_steps", "msd_steps", "lora_steps", "guidance_scale", "arap_weight", "tv_weight", "noise_mode", "static_prior")
 
@@ -31,11 +34,20 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
     )
     preset: EnumProperty(
         name="Preset",
-        items=[(name, name.replace("_", " ").capitalize(), f"the '{name}' preset") for name in PRESETS],
-        default="standard",  # minutes on one GPU; "draft" for a quick look, "paper" takes hours
+        items=PRESET_ITEMS,
+        default="standard",  # minutes on one GPU; "draft" for a quick look
+    )
+    preset_override: StringProperty(
+        name="Preset (scripts)", default="", options={"HIDDEN"},
+        description="Any worker preset by name, sent instead of Preset when set (scripts and smoke runs)",
     )
     frames: IntProperty(name="Frames", description="0: the preset's frame count", default=0, min=0, max=128)
     seed: IntProperty(name="Seed", default=0, min=0)
+    fit_scene_range: BoolProperty(
+        name="Fit scene range",
+        description="Set the scene's frame range to the baked clip (Remove Animation restores it)",
+        default=False,
+    )
     show_advanced: BoolProperty(name="Advanced", default=False)
     use_advanced: BoolProperty(name="Override preset", description="Send the advanced settings below", default=False)
     # Override defaults are the standard preset's, so ticking "Override preset" changes nothing by itself.
@@ -54,7 +66,7 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
 
     def job_settings(self) -> dict:
         """The settings dict sent with SUBMIT: the preset plus overrides."""
-        settings: dict = {"preset": self.preset}
+        settings: dict = {"preset": self.preset_override or self.preset}
         if self.frames:
             settings["frames"] = int(self.frames)
         if self.use_advanced:

@@ -17,6 +17,7 @@ import bpy
 import numpy as np
 
 from . import bake
+from .retime import Retimed, retime
 from .animus3d_shared.deformation import Animation
 from .splat_mesh import splat_from_object
 
@@ -36,6 +37,7 @@ class JobState:
     object_name: str
     scene_name: str
     job_id: str = ""
+    frame_start: int = 1  # the scene frame the clip starts on (the current frame at Animate)
     phase: str = "submitting"  # submitting, running, baking, done, failed, cancelled
     stage: str = ""
     step: int = 0
@@ -49,6 +51,8 @@ class JobState:
     writer: bake.FrameWriter | None = None
     writer_is_result: bool = False
     result_animation: Animation | None = None  # the final animation, once RESULT arrived
+    clip: tuple[int, float] | None = None  # the worker's clip: (frames, fps), before retiming
+    warnings: tuple[str, ...] = ()  # what the worker said about the result (RESULT.warnings)
     undo_pending: bool = False
     started: float = field(default_factory=time.monotonic)
 
@@ -74,6 +78,7 @@ class Session:
         self.error = ""
         self.job: JobState | None = None
         self.tick_durations: deque[float] = deque(maxlen=4096)
+        self.reports: deque[tuple[str, str]] = deque(maxlen=64)  # (level, text), newest last
         self._status_asked = 0.0
 
     # ---- connection ----------------------------------------------------------------------
@@ -112,7 +117,8 @@ class Session:
             raise RuntimeError("a job is already running; cancel it first")
         splat = splat_from_object(obj)
         bake.ensure_base_attributes(obj.data)  # here, not in the first preview's tick
-        self.job = JobState(object_name=obj.name, scene_name=scene.name, message="submitting")
+        self.job = JobState(object_name=obj.name, scene_name=scene.name, message="submitting",
+                            frame_start=int(scene.frame_current))
         self.client.submit(splat, prompt, static_prompt=static_prompt, settings=settings, seed=seed)
         return self.job
 
@@ -120,8 +126,12 @@ class Session:
         """Follow a job submitted earlier (after reopening a .blend)."""
         if self.client is None:
             raise RuntimeError("not connected to a worker")
+        obj = bpy.data.objects.get(object_name)
+        scene = bpy.data.scenes.get(scene_name)
+        start = int(obj.get(bake.PROP_START, 0)) if obj is not None else 0
+        start = start or (int(scene.frame_current) if scene is not None else 1)
         self.job = JobState(object_name=object_name, scene_name=scene_name, job_id=job_id, phase="running",
-                            message="re-attaching")
+                            message="re-attaching", frame_start=start)
         self.client.attach(job_id)
         return self.job
 
@@ -188,15 +198,21 @@ class Session:
         elif kind == "Preview" and mine:
             job.pending_preview = msg  # the newest wins
         elif kind == "Result" and mine:
+            job.warnings = tuple(str(w) for w in (getattr(msg, "warnings", None) or ()))
+            for text in job.warnings:
+                self.report("WARNING", f"{job.object_name}: {text}")
             job.pending_result = msg
             job.pending_preview = None
             job.phase = "baking"
             job.message = "baking the animation"
         elif kind == "Cancelled" and mine:
+            was_active = job.active
             job.phase = "cancelled"
             job.message = "cancelled"
             job.pending_preview = None
             _store_job_id(job, "")
+            if was_active:
+                self.report("INFO", f"Animus3D: the job of {job.object_name!r} was cancelled")
         elif kind == "Error":
             text = _error_text(msg)
             if job is not None and job.active and mine:
@@ -206,14 +222,24 @@ class Session:
                 _store_job_id(job, "")
             if getattr(msg, "code", "") in ("unreachable", "lost", "timeout") or job is None or not mine:
                 self.error = text
+            self.report("ERROR", f"Animus3D: {text}")
 
     def _advance(self, deadline: float) -> bool:
         job = self.job
         obj = bpy.data.objects.get(job.object_name)
         if obj is None:
-            if job.active:
-                job.phase, job.error = "failed", f"object {job.object_name!r} no longer exists"
+            if job.active:  # deleted mid-job: the worker must stop computing for it
+                if self.client is not None and job.job_id:
+                    try:
+                        self.client.cancel(job.job_id)
+                    except RuntimeError:
+                        pass  # send queue full: the worker is gone, and poll reports it
+                job.phase, job.error = "cancelled", f"object {job.object_name!r} was deleted; its job is cancelled"
                 job.message = job.error
+                job.pending_preview = job.pending_result = None
+                job.writer = None
+                _store_job_id(job, "")
+                self.report("WARNING", f"Animus3D: {job.error}")
             return False
         try:
             return self._write(job, obj, deadline)
@@ -225,21 +251,25 @@ class Session:
         changed = False
         if job.writer is None and job.writer_is_result and job.phase == "baking":
             job.pending_result = job.result_animation  # the writer was dropped (undo): bake again
+        scene = bpy.data.scenes.get(job.scene_name)
         if job.pending_result is not None:
             anim, indices = _animation_of(job.pending_result)
+            job.clip = (anim.num_frames, float(anim.fps))
+            if scene is not None:
+                anim = retime(anim, scene_fps(scene))
             job.pending_result = None
             job.result_animation = anim
-            job.writer = _writer_for(obj, anim.num_frames, job.writer)
+            job.writer = _writer_for(obj, anim.num_frames, job.writer, job.frame_start)
             job.writer.load(anim, indices)
             job.writer_is_result = True
             changed = True
         elif job.pending_preview is not None and (job.writer is None or job.writer.done) and not job.writer_is_result:
-            anim, indices = _animation_of(job.pending_preview)
+            anim, indices = _animation_of(job.pending_preview, scene)
             job.pending_preview = None
             if indices is None and anim.num_gaussians != len(obj.data.vertices):
                 job.message = f"preview of {anim.num_gaussians} Gaussians (subsampled, no indices) not shown"
                 return True
-            job.writer = _writer_for(obj, anim.num_frames, job.writer)
+            job.writer = _writer_for(obj, anim.num_frames, job.writer, job.frame_start)
             job.writer.load(anim, indices)
             job.previews_applied += 1
             changed = True
@@ -249,23 +279,29 @@ class Session:
             writer.step(deadline)
             if writer.done:
                 changed = True
-                scene = bpy.data.scenes.get(job.scene_name)
-                if scene is not None:
-                    writer.set_scene_range(scene)
-                    if time.perf_counter() < deadline:
-                        bake.apply_frame(obj, scene.frame_current)
+                if scene is not None and time.perf_counter() < deadline:
+                    bake.apply_frame(obj, scene.frame_current)
                 obj.data.update_tag()
                 if job.writer_is_result:
-                    if scene is not None and job.result_animation is not None:
-                        scene.render.fps = max(1, int(round(job.result_animation.fps)))
-                        scene.render.fps_base = 1.0
+                    if scene is not None and getattr(getattr(scene, "animus3d", None), "fit_scene_range", False):
+                        bake.fit_scene_range(obj, scene, writer.frame_start, writer.frames)
                     job.phase, job.message = "done", "animation baked"
                     _store_job_id(job, "")
+                    self.report("INFO", f"Animus3D: {job.object_name!r} animated ({job.result_animation.num_frames} frames)"
+                                if job.result_animation is not None else "Animus3D: animation baked")
                     job.undo_pending = True  # pushed on the next tick: it snapshots the file
         elif job.undo_pending:
             job.undo_pending = False
             _undo_push("Animus3D: bake animation")
         return changed
+
+    def report(self, level: str, text: str) -> None:
+        """Keep ``text`` for the panel and send it to Blender's report area and info log."""
+        self.reports.append((level, text))
+        try:
+            bpy.ops.animus3d.report(level=level, message=text)
+        except (RuntimeError, AttributeError):
+            print(f"Animus3D {level}: {text}")  # no operator context: the console still shows it
 
     # ---- teardown ------------------------------------------------------------------------
     def close(self) -> None:
@@ -273,26 +309,34 @@ class Session:
         self.job = None
 
 
-def _writer_for(obj, frames: int, current: bake.FrameWriter | None) -> bake.FrameWriter:
-    if current is not None and current.frames == frames:
+def _writer_for(obj, frames: int, current: bake.FrameWriter | None, frame_start: int) -> bake.FrameWriter:
+    if current is not None and current.frames == frames and current.frame_start == frame_start:
         try:
             if current.obj == obj:
                 return current
         except ReferenceError:
             pass
-    writer = bake.FrameWriter(obj, frames, frame_start=int(obj.get(bake.PROP_START, 1)) if bake.baked_frames(obj) == frames else 1)
+    writer = bake.FrameWriter(obj, frames, frame_start=frame_start)
     writer.prepare()
     return writer
 
 
-def _animation_of(msg) -> tuple[Animation, np.ndarray | None]:
-    if isinstance(msg, Animation):
-        return msg, None
-    anim = getattr(msg, "animation", None)
-    if anim is None:
-        anim = Animation(msg.delta_position, msg.delta_rotation, msg.delta_scale, float(getattr(msg, "fps", 8.0)))
-    indices = getattr(msg, "indices", None)
+def _animation_of(msg, scene=None) -> tuple[Animation, np.ndarray | None]:
+    """The message's animation, retimed to ``scene``'s frame rate, and its Gaussian indices."""
+    if isinstance(msg, (Animation, Retimed)):
+        anim, indices = msg, None
+    else:
+        anim = getattr(msg, "animation", None)
+        if anim is None:
+            anim = Animation(msg.delta_position, msg.delta_rotation, msg.delta_scale, float(getattr(msg, "fps", 8.0)))
+        indices = getattr(msg, "indices", None)
+    if scene is not None:
+        anim = retime(anim, scene_fps(scene))
     return anim, (None if indices is None else np.asarray(indices))
+
+
+def scene_fps(scene) -> float:
+    return float(scene.render.fps) / float(scene.render.fps_base or 1.0)
 
 
 def _error_text(msg) -> str:

@@ -100,11 +100,11 @@ def key_points(key_block):
 
 
 def is_splat_mesh(obj) -> bool:
-    """True for a mesh object whose mesh carries every required 3DGS attribute."""
+    """True for a mesh object whose mesh carries every required 3DGS attribute on its points."""
     if obj is None or obj.type != "MESH":
         return False
     attrs = obj.data.attributes
-    return all(name in attrs for name in REQUIRED)
+    return all(name in attrs and attrs[name].domain == "POINT" for name in REQUIRED)
 
 
 def mesh_from_splat(bpy, splat: GaussianSplat, name: str):
@@ -123,6 +123,10 @@ def splat_from_mesh(mesh) -> GaussianSplat:
     missing = [n for n in REQUIRED if n not in mesh.attributes]
     if missing:
         raise SplatMeshError(f"mesh {mesh.name!r} is not a Gaussian splat: missing attribute(s) {', '.join(missing)}")
+    off_points = [n for n in REQUIRED if mesh.attributes[n].domain != "POINT"]
+    if off_points:
+        raise SplatMeshError(f"mesh {mesh.name!r} stores {', '.join(off_points)} on the "
+                             f"{mesh.attributes[off_points[0]].domain.lower()} domain; a splat needs them per point (vertex)")
     n = len(mesh.vertices)
     if n == 0:
         raise SplatMeshError(f"mesh {mesh.name!r} has no vertices")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ROOT, Worker, copy_user_dir, run_scenario
+from .harness import BPY42_PYTHON, ROOT, Worker, copy_user_dir, run_scenario
 
 pytestmark = [
     pytest.mark.blender,
@@ -55,6 +55,38 @@ def test_zip_is_a_complete_extension(addon_zip):
                 assert any(package in w and plat in w and py in w for w in wheels), (package, plat, py)
     assert any("cp313" in w or "abi3" in w for w in wheels if "pyzmq" in w)
     assert all(f'"./{w}"' in manifest for w in wheels)
+
+
+def test_zip_carries_only_wheels_of_each_pythons_own_abi(addon_zip):
+    """Blender 4.2 installs a ``cp312-abi3`` wheel on its Python 3.11 and then cannot import it."""
+    wheels = [n for n in zipfile.ZipFile(addon_zip).namelist() if n.startswith("wheels/") and "none-any" not in n]
+    for wheel in wheels:
+        python_tag, abi_tag = wheel[:-4].split("-")[-3:-1]
+        assert abi_tag == python_tag and python_tag in ("cp311", "cp313"), wheel
+    names = {n for n in zipfile.ZipFile(addon_zip).namelist()}
+    assert "bake_blend.py" not in names and "animus3d_shared/samples.py" not in names  # never imported
+
+
+@pytest.mark.parametrize("blender", ["4.2", "5.0"])
+def test_zip_installs_and_connects_to_a_real_worker(addon_zip, tmp_path, blender):
+    python = BPY42_PYTHON if blender == "4.2" else None
+    if python is not None and not python.exists():
+        pytest.skip(f"no headless Blender 4.2 at {python} (make test creates it)")
+    user = tmp_path / "user"
+    user.mkdir()
+    worker = Worker(tmp_path)
+    try:
+        worker.wait_listening()
+        r = run_scenario("install_and_connect.py", user, str(addon_zip), worker.address, python=python)
+    finally:
+        worker.kill()
+    assert r["blender"][:2] == [int(v) for v in blender.split(".")] and r["python"] == [3, 11]
+    assert r["install"] == ["FINISHED"] and r["enabled"], r
+    assert "zmq_error" not in r, r
+    if blender == "4.2":  # that environment has no pyzmq of its own: the extension's wheel is imported
+        assert r["zmq_in_user_dir"], r
+    assert r["error"] == "" and r["welcome_device"] == "cpu" and r["address"] == worker.address, r
+    assert r["disabled"]
 
 
 def test_install_registers_operators_and_panel(installed):
@@ -116,6 +148,7 @@ def test_ticks_stay_under_20ms_while_200k_previews_arrive(user_dir, tmp_path):
 @pytest.fixture
 def worker(tmp_path):
     w = Worker(tmp_path)
+    w.wait_listening()
     yield w
     w.kill()
 
@@ -135,7 +168,10 @@ def test_animate_with_real_worker_bakes_and_survives_reload(user_dir, tmp_path, 
     assert r["static_prompt"] == "a 3D model of a blob"
     assert r["phase"] == "done", r["error"]
     assert r["frames"] >= 4 and r["keys"] == r["frames"] + 1
-    assert r["range"] == [1, r["frames"]]
+    # non-destructive: the clip starts on the current frame (11), the scene keeps 24 fps and 1-250,
+    # and the clip is resampled to 24 fps (its duration kept)
+    assert r["range"] == [1, 250] and r["fps"] == 24 and r["start"] == 11
+    assert r["frames"] == r["retimed_frames"] and (r["clip"][1] == 24 or r["frames"] != r["clip"][0])
     assert r["checks"] == {"pos": True, "keys": True, "rot": True, "scale": True}
     assert r["reloaded_ok"] and r["reloaded_job_id"] == ""
     assert r["stats"]["max"] < 0.25  # small splat, CPU worker: generous; the 200k benchmark holds 20 ms
@@ -194,3 +230,23 @@ def test_bake_500k_gaussians_16_frames_under_3s(user_dir):
     print(f"\nbake of 16 frames x 500k Gaussians: {r['bake_s']:.2f} s (import {r['import_s']:.2f} s, "
           f"frame change {r['frame_change_s'] * 1e3:.0f} ms)")
     assert r["ok"] and r["bake_s"] < 3.0
+
+
+@pytest.mark.slow
+def test_artist_session_presets_address_delete_reports(user_dir, tmp_path, worker):
+    from .harness import free_port
+
+    dead = f"tcp://127.0.0.1:{free_port()}"
+    try:
+        r = run_scenario("artist_session.py", user_dir, str(tmp_path), dead, worker.address, timeout=300)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- worker log\n{worker.log_text()[-4000:]}") from None
+    assert r["presets"] == ["draft", "standard", "high"]
+    assert r["export_poll_unbaked"] is False
+    assert r["submitted_to"] == worker.address  # the changed preference, without pressing Connect
+    assert r["running_stage"] == "msd" and r["scene_job_id_before"]
+    assert r["phase_after_delete"] == "cancelled" and r["scene_job_id_after"] == ""
+    assert r["worker_idle_after_delete"], "deleting the object must cancel its job on the worker"
+    assert any(level == "WARNING" and "deleted" in text for level, text in r["reports"]), r["reports"]
+    assert r["face_domain_is_splat"] is False and "domain" in r["face_domain_error"]
+    assert r["retime"] == {"frames": 13, "fps": 24.0, "exact": True, "keeps_clip_frames": True}

@@ -31,13 +31,16 @@ obj = addon.ply_io.import_splat(bpy, bpy.context, splat, "Blob")
 scene = bpy.context.scene
 props = scene.animus3d
 props.prompt = "the blob bounces up and down"
-props.preset = "test"
+props.preset_override = "test"  # smoke-run preset; artists see draft/standard/high
 props.seed = 7
 if mode in ("cancel", "kill"):  # a long MSD stage, so the job is surely running when we act
     props.use_advanced = True
     props.guide_steps = 0
     props.lora_steps = 2
     props.msd_steps = 20000
+scene.render.fps, scene.render.fps_base = 24, 1.0
+scene.frame_start, scene.frame_end = 1, 250
+scene.frame_set(11)  # the bake starts on the current frame and keeps the scene's fps and range
 assert bpy.ops.animus3d.animate() == {"FINISHED"}
 result["static_prompt"] = props.static_prompt
 job = session.SESSION.job
@@ -81,13 +84,19 @@ else:
         obj = bpy.data.objects["Blob"]
     ok = run_ticks(addon, lambda: job.phase in ("done", "failed", "cancelled"), 300)
     result.update(phase=job.phase, error=job.error, previews=job.previews_applied, stats=session.tick_stats())
-    anim = job.result_animation
+    anim = job.result_animation  # the clip retimed to the scene's fps, every frame at once
+    anim = anim.animation() if hasattr(anim, "animation") else anim
     mesh = obj.data
     T = anim.num_frames
     keys = mesh.shape_keys
     result["frames"] = T
     result["keys"] = len(keys.key_blocks) if keys else 0
     result["range"] = [scene.frame_start, scene.frame_end]
+    result["fps"] = scene.render.fps
+    result["clip"] = list(job.clip) if job.clip else None
+    result["retimed_frames"] = addon.retime.retimed_frame_count(job.clip[0], job.clip[1], 24) if job.clip else None
+    start = int(obj["animus3d_frame_start"])
+    result["start"] = start
     fcurves = addon.bake.fcurves_of(keys)
     checks = {"pos": True, "keys": True, "rot": True, "scale": True}
     for t in sorted({0, 1, T // 2, T - 1}):
@@ -97,9 +106,9 @@ else:
         checks["pos"] &= bool(np.allclose(co.reshape(-1, 3), splat.means + anim.delta_position[t], atol=1e-5))
         fc = fcurves.find(f'key_blocks["{kb.name}"].value')
         for f in range(scene.frame_start, scene.frame_end + 1):
-            checks["keys"] &= abs(fc.evaluate(f) - (1.0 if f == scene.frame_start + t else 0.0)) < 1e-6
+            checks["keys"] &= abs(fc.evaluate(f) - (1.0 if f == start + t else 0.0)) < 1e-6
         checks["keys"] &= all(p.interpolation == "CONSTANT" for p in fc.keyframe_points)
-        scene.frame_set(scene.frame_start + t)
+        scene.frame_set(start + t)
         q = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"rot_{c}") for c in range(4)], 1)
         s = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"scale_{c}") for c in range(3)], 1)
         checks["rot"] &= bool(np.allclose(q, quat_normalise(quat_multiply(anim.delta_rotation[t], splat.quats)), atol=1e-5))

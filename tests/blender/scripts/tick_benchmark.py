@@ -26,6 +26,7 @@ clean_scene()
 splat = make_test_blob(seed=0, count=n, sh_degree=0)
 obj = addon.ply_io.import_splat(bpy, bpy.context, splat, "Big")
 scene = bpy.context.scene
+scene.render.fps, scene.render.fps_base = 8, 1.0  # the clip's rate: this measures the writing, not the retiming
 
 router = zmq.Context.instance().socket(zmq.ROUTER)
 port = router.bind_to_random_port("tcp://127.0.0.1")
