@@ -16,6 +16,7 @@ the paper would: fp32, one UNet forward per prediction, a full DDIM inversion ev
 from __future__ import annotations
 
 import contextlib
+import json
 import dataclasses
 import tempfile
 import time
@@ -344,8 +345,8 @@ def run_bench(device: str = "cuda", presets: tuple[str, ...] = DEFAULT_PRESETS, 
     """Measures each preset and, for each, a direct reference of it in the same run; returns the numbers.
 
     Generate-then-fit presets (``standard``): stage by stage, and (``whole_jobs``) a whole job through
-    ``run_job`` on the loaded prior, twice (the second is the warm one reported) against one reference
-    job of the same preset (fp32, eager, no graphs). MSD presets: per-step costs projected to a job,
+    ``run_job`` on the loaded, warm prior, against a reference job of the same preset (fp32, eager, no
+    graphs). Each row's numbers are printed as JSON as soon as they exist. MSD presets: per-step costs projected to a job,
     against the paper's run executed directly."""
     from animus3d_shared.samples import make_character
 
@@ -363,8 +364,7 @@ def run_bench(device: str = "cuda", presets: tuple[str, ...] = DEFAULT_PRESETS, 
         t0 = time.perf_counter()
         if generates_then_fits(settings):
             row = measure_generate_fit(prior, splat, settings, dev, fit_steps=fit_steps, refine_steps=refine_steps)
-            if whole_jobs:
-                whole_job(prior, splat, settings, dev)  # warms the allocator and kernels, as a worker's first job
+            if whole_jobs:  # the stage measurements above warmed the allocator and kernels, as a worker's first job
                 row.update(whole_job(prior, splat, settings, dev))
             rows[preset] = row
             if reference:
@@ -384,6 +384,9 @@ def run_bench(device: str = "cuda", presets: tuple[str, ...] = DEFAULT_PRESETS, 
             rows[preset]["first_preview_s"] = project_first_preview(rows[preset], settings)
             printer(f"  measured {preset}: msd {rows[preset]['msd_ms']:.1f} ms/step")
         rows[preset]["bench_wall_s"] = time.perf_counter() - t0
+        for name in (preset, f"{preset} reference"):
+            if name in rows:
+                printer(f"  {name}: {json.dumps(rows[name])}")
     if reference and msd_presets:
         settings = reference_settings()
         if small:
@@ -425,8 +428,8 @@ def format_table(result: dict) -> str:
     msd_cols = [c for c in rows if c not in fit_cols]
     if fit_cols:
         lines += ["", "Generate-then-fit (the guide draw includes the per-job CUDA-graph capture; the projection "
-                      "counts two fits, as when the turn search finds a turn; job_*: a whole job through run_job, "
-                      "model loaded, the second of two):", ""]
+                      "counts two fits, as when the turn search finds a turn; job_*: a whole job through run_job "
+                      "on the loaded, warm prior):", ""]
         lines += _table(rows, fit_cols, GENERATE_FIT_KEYS + JOB_KEYS)
         for col in fit_cols:
             ref = rows.get(f"{col} reference")
