@@ -31,7 +31,7 @@ from .settings import JobSettings, SettingsError
 from .splat import ARRAY_FIELDS, GaussianSplat, SplatError
 
 PROTOCOL_VERSION = 1
-STAGES = ("load", "static_prior", "guide", "msd", "refine", "export")
+STAGES = ("load", "static_prior", "guide", "msd", "refine", "export")  # in job order; the worker's plan (worker/stages/plan.py) runs a subset
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 
 # Error codes (Error.code). "unreachable" is made locally by the client, never sent.

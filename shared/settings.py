@@ -27,33 +27,44 @@ class JobSettings:
     """Everything that controls one animation job, except the splat, prompt and seed."""
 
     preset: str = "paper"  # the dataclass defaults are the paper's settings
-    # Output
+    # ---- Output -------------------------------------------------------------------------------
     frames: int = 16  # frames of the optimised clip (T)
     resolution: int = 256  # square render size for the video prior
     fps: int = 8
-    # Cameras: each MSD step renders all frames from `views_per_step` cameras drawn from a
-    # fixed front view and orbit views around the bounding box.
+    # ---- Cameras (every stage) ----------------------------------------------------------------
+    # Each step renders all frames from `views_per_step` cameras drawn from a fixed front view and
+    # `orbit_views` orbit views around the bounding box.
     views_per_step: int = 1
     orbit_views: int = 8
     camera_elevation_deg: float = 10.0
-    # Stage 1: static prior (LoRA)
-    static_prior: str = "lora"  # "lora" or "text" (the paper's ablation: text-only static prompt)
-    lora_steps: int = 3000
-    lora_batch: int = 1  # static clips (view × timestep) per LoRA step
-    lora_rank: int = 16
-    lora_alpha: float = 16.0
-    lora_lr: float = 1e-4
-    # Stage 2a (optional, before MSD): the prior draws a guide clip from the still front render (noised
-    # to `guide_strength`, then sampled under the motion prompt) and the field is fitted to it for
-    # `guide_steps` steps (0 skips the stage: the paper's method).
+    # ---- Motion field and regularisers (every stage that moves the field) ----------------------
+    field_resolution: int = 32  # coarsest spatial plane resolution of the HexPlane
+    field_levels: int = 2  # spatial multi-resolution levels (each doubles)
+    arap_weight: float = 8.0
+    arap_neighbours: int = 8
+    # ARAP up to each frame's overall scale: growing or shrinking evenly is free, uneven stretching is
+    # not (plain ARAP, the paper's, makes a prompted "grow" cost as much as tearing the object apart).
+    arap_uniform_scale: bool = False
+    tv_weight: float = 1.0
+    # A whole-object similarity per frame (rotation, translation, scale about the base) composed with
+    # the local field, so a spin or a jump is a few numbers rather than thousands of deltas.
+    global_motion: bool = False
+    global_lr: float = 1e-2  # its learning rate in the guide fit and MSD (radians / bbox diagonals / log-scale)
+    # A weak pull of that motion towards rest (mean square of its parameters relative to frame 0), so
+    # what the fitted views do not constrain stays put (0: none).
+    global_rest_weight: float = 0.0
+    # The guide and refinement fits compare each rendered frame after the affine colour map that fits it
+    # best to the prior's frame: a small prior recolours the object, and a plain pixel loss makes the
+    # field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
+    fit_colour_match: bool = False
+    # ---- Guide stage (generate, then fit: the shipped method) ----------------------------------
+    # The prior draws a guide clip from the still front render (noised to `guide_strength`, then
+    # sampled under the motion prompt in `guide_denoise_steps` DDIM steps) and the field is fitted to
+    # it for `guide_steps` steps (0 skips the stage: the paper's method).
     # `guide_noise`: "anchored" starts from fresh noise (seeded by the job) with the first frame held
-    # to the still render's while sampling; "inverted" from the DDIM-inverted still render, which
-    # pulls the clip back to the still object (docs/evaluation.md, eighth session: with the embedded
-    # prior the prompted motion is drawn for 23/33 suite cases anchored at CFG 30, 9/33 inverted).
+    # to the still render's while sampling; "inverted" from the DDIM-inverted still render.
     # `guide_draws` (anchored only): clips drawn from as many noises; the prior keeps the one its
-    # motion prompt explains best against the static prompt (lowest denoising-error difference).
-    # Measured worse than one draw with the embedded prior (ninth session: the kept draw was the prompted
-    # motion for 18/33 suite cases of 8 draws, the first draw for 23/33), so 1 by default.
+    # motion prompt explains best against the static prompt (docs/evaluation.md has the comparison).
     guide_steps: int = 0
     guide_noise: str = "anchored"
     guide_draws: int = 1
@@ -61,24 +72,25 @@ class JobSettings:
     guide_guidance_scale: float = 30.0
     guide_denoise_steps: int = 20
     guide_lr: float = 5e-3
-    # The guide and refinement fits compare each rendered frame after the affine colour map that fits it
-    # best to the prior's frame, not as rendered: a small prior recolours the object, and a plain pixel
-    # loss makes the field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
-    fit_colour_match: bool = False
     # Before the guide fit, search the turn about the vertical that explains the guide clip best and
     # start the whole-object motion from it (needs `global_motion`; when no turn is found that motion
     # stays frozen at the identity; when one is, the clip is also fitted without it and the fit that
     # explains it better is kept): from one view a gradient does not find a spin
     # (worker/stages/yaw_search.py).
     guide_yaw_search: bool = False
-    # Stage 2: Motion Score Distillation
-    msd_steps: int = 5000
+    # ---- Static prior stage (LoRA; runs only for MSD with static_prior="lora") ------------------
+    static_prior: str = "lora"  # "lora" or "text" (the paper's ablation: text-only static prompt)
+    lora_steps: int = 3000
+    lora_batch: int = 1  # static clips (view × timestep) per LoRA step
+    lora_rank: int = 16
+    lora_alpha: float = 16.0
+    lora_lr: float = 1e-4
+    # ---- MSD stage (Motion Score Distillation: the paper's method) ------------------------------
+    msd_steps: int = 5000  # 0 skips the stage
     msd_lr: float = 1e-3
-    guidance_scale: float = 7.5  # classifier-free guidance on the dynamic (motion) prediction
+    guidance_scale: float = 7.5  # classifier-free guidance on the dynamic (motion) prediction; refinement too
     # What that guidance steers away from: "empty" (the empty prompt: plain CFG, the paper) or
     # "static" (the static description of the subject, so guidance amplifies only the motion words).
-    # An ablation: with the embedded prior "static" moved a still-prompted object 14x more
-    # (docs/evaluation.md, 2 Dec 2026).
     guidance_negative: str = "empty"
     noise_mode: str = "ddim_inversion"  # "ddim_inversion" or "random" (the paper's ablation)
     score_mode: str = "msd"  # "msd": ε_dynamic − ε_static; "sds": ε_dynamic − ε (plain SDS, the baseline)
@@ -90,28 +102,14 @@ class JobSettings:
     t_max: float = 0.98
     t_anneal: bool = True  # lower t_max linearly to `t_anneal_to` over the run
     t_anneal_to: float = 0.5
-    arap_weight: float = 8.0
-    arap_neighbours: int = 8
-    # ARAP up to each frame's overall scale: growing or shrinking evenly is free, uneven stretching is
-    # not (plain ARAP, the paper's, makes a prompted "grow" cost as much as tearing the object apart).
-    arap_uniform_scale: bool = False
-    tv_weight: float = 1.0
-    field_resolution: int = 32  # coarsest spatial plane resolution of the HexPlane
-    field_levels: int = 2  # spatial multi-resolution levels (each doubles)
-    # A whole-object similarity per frame (rotation, translation, scale about the base) composed with
-    # the local field, so a spin or a jump is a few numbers rather than thousands of deltas.
-    global_motion: bool = False
-    global_lr: float = 1e-2  # its learning rate (radians / bbox diagonals / log-scale per step)
-    # A weak pull of that motion towards rest (mean square of its parameters relative to frame 0), so
-    # what the fitted views do not constrain stays put (0: none).
-    global_rest_weight: float = 0.0
-    # Stage 3: refinement
+    # ---- Refinement stage ----------------------------------------------------------------------
     refine_steps: int = 200  # 0 skips refinement
     refine_frame_multiplier: int = 2  # temporal upsampling factor, 1..4
     refine_strength: float = 0.4  # SDEdit noise level in (0, 1)
     refine_lr: float = 5e-4
-    # Streaming
-    preview_every: int = 50  # send a PREVIEW every N MSD steps (0: never)
+    refine_global_lr: float = 5e-3  # the whole-object motion's learning rate in refinement
+    # ---- Streaming -----------------------------------------------------------------------------
+    preview_every: int = 50  # send a PREVIEW every N steps of a stage (0: never)
     preview_max_gaussians: int = 200_000  # previews are subsampled above this
 
     # ---- construction -------------------------------------------------------------------
@@ -240,59 +238,45 @@ _RANGES: dict[str, tuple[float, float]] = {
     "refine_frame_multiplier": (1, 4),
     "refine_strength": (0.01, 0.99),
     "refine_lr": (1e-7, 1.0),
+    "refine_global_lr": (0.0, 1.0),
     "preview_every": (0, 100_000),
     "preview_max_gaussians": (1, 10_000_000),
 }
 
-# Presets are overrides of the dataclass defaults, which are the paper's settings ("paper").
+# Presets are overrides of the dataclass defaults, which are the paper's settings ("paper"). Each sets
+# only settings that the stages it runs read (tests/test_presets.py checks this).
+# draft < standard < high: the shipped method (generate, then fit), differing in budget. The prior draws
+# the still object moving as prompted (anchored guide clip), a turn is searched for, the field is fitted
+# to the clip (colour-matched, ARAP up to a uniform scale) and refined; no MSD, so no LoRA.
+_GENERATE_THEN_FIT = dict(
+    msd_steps=0, field_resolution=16, field_levels=1, arap_uniform_scale=True, fit_colour_match=True,
+    global_motion=True, guide_yaw_search=True, preview_every=25,
+)
 PRESETS: dict[str, dict[str, Any]] = {
-    # Seconds on a CPU with the tiny prior: for tests and smoke runs through the real code path.
+    # Seconds on a CPU with the tiny prior: for tests and smoke runs through the real code path (the
+    # paper's stages: LoRA, MSD, refinement). Not offered to artists.
     "test": dict(
         frames=4, resolution=32, orbit_views=2, lora_steps=4, lora_rank=4, lora_alpha=4.0,
         msd_steps=6, inversion_steps=2, field_resolution=8, field_levels=1,
         arap_neighbours=4, refine_steps=2, refine_frame_multiplier=2, preview_every=2,
     ),
-    # A quick look: about two minutes on a GPU.
-    "draft": dict(
-        frames=16, resolution=128, lora_steps=40, lora_batch=4, lora_lr=5e-4, msd_steps=400,
-        inversion_steps=4, inversion_every=4, refine_steps=0, preview_every=25,
-    ),
-    # The product default: generate, then fit. The prior draws the still object moving as prompted
-    # (anchored guide clip), the field is fitted to it and refined; no MSD. On the 36-case suite with the
-    # embedded prior (GPU, 3 Dec 2026) this got 15/36 motions right against MSD's 9/36 (LoRA 60 + MSD 800,
-    # the previous default, kept in `msd_standard`), at 23.6 dB appearance against 29.7 (docs/evaluation.md,
-    # ninth session). A coarse field (16³, one level): from one fitted view a finer one makes nods of spins.
-    # ARAP up to a uniform scale (switched on after that suite run): a prompted grow or shrink is then not
-    # fitted as a jump or a tilt (CPU, same session: grow/shrink cases 0/7 -> 5/7; 6 of 7 cases the
-    # suite run got right stayed right). Suite with it, GPU, 3 Dec 2026 (tenth session): 20/36, 23.2 dB.
-    # The fits compare colour-matched frames (`fit_colour_match`): the prior recolours the object, and
-    # the plain pixel loss made the field paint. Suite, GPU, tenth session: 24/36 at 24.5 dB with the
-    # first version of the map; the shipped one (render mapped to the prior's frame) 10/12 at 25.8 dB
-    # on 12 of the cases, where that first version had 9/12 at 25.2 and the plain loss 5/12 at 22.2.
-    # A turn searched for before the fit (`guide_yaw_search`, with the whole-object motion it starts and
-    # that stays frozen when no turn is found): suite, GPU, 3 Dec 2026 (eleventh session): 27/36 at
-    # 25.8 dB; it changed the 4 cases whose guide turns (animal and vehicle spins gained, a plant's jump
-    # drawn turning lost), the rest are the jobs without it. The guide drawn in 50 DDIM steps instead of
-    # 20: 30/36 (83 %) at 25.7 dB with the default seed, 28/36 with seed 1, where 20 steps got 27 and 26.
-    "standard": dict(
-        guide_steps=200, guide_denoise_steps=50, msd_steps=0, field_resolution=16, field_levels=1,
-        arap_uniform_scale=True, fit_colour_match=True, global_motion=True, guide_yaw_search=True,
-        lora_steps=60, lora_batch=2, lora_lr=5e-4, inversion_every=10,
-        refine_steps=100, preview_every=25,
-    ),
-    # The paper's method at minute scale (the default until December 2026): LoRA static prior, 800 MSD
-    # steps from DDIM-inverted noise, refinement. The LoRA sees 2 static clips per step (4 would need
-    # 40 GiB at ModelScope size), the inverted noise is reused for `inversion_every` steps (see
-    # docs/benchmarks.md and docs/evaluation.md for what this costs).
-    "msd_standard": dict(
+    # A quick look: a shorter guide draw and fit, no refinement.
+    "draft": dict(_GENERATE_THEN_FIT, guide_steps=100, guide_denoise_steps=20, refine_steps=0),
+    # The product default.
+    "standard": dict(_GENERATE_THEN_FIT, guide_steps=200, guide_denoise_steps=50, refine_steps=100),
+    # A longer fit and refinement, four times the frames after refinement.
+    "high": dict(_GENERATE_THEN_FIT, guide_steps=400, guide_denoise_steps=50, refine_steps=200,
+                 refine_frame_multiplier=4),
+    # The paper's method at minute scale: LoRA static prior (2 static clips per step), 800 MSD steps from
+    # DDIM-inverted noise reused for 10 steps, refinement. For reproduction and comparison.
+    "msd": dict(
         lora_steps=60, lora_batch=2, lora_lr=5e-4, msd_steps=800, inversion_every=10,
         refine_steps=100, preview_every=25,
-    ),
-    # Longer optimisation, more frames after refinement.
-    "high": dict(
-        lora_steps=200, lora_batch=2, lora_lr=5e-4, msd_steps=2000, inversion_every=5,
-        refine_steps=200, refine_frame_multiplier=4, field_levels=3, views_per_step=2,
     ),
     # The paper's settings (3k LoRA iterations, 5k MSD steps, a full inversion every step): hours.
     "paper": dict(),
 }
+
+# The presets offered to artists, cheapest first; `standard` is the default everywhere.
+ARTIST_PRESETS = ("draft", "standard", "high")
+DEFAULT_PRESET = "standard"

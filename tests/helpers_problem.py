@@ -9,7 +9,7 @@ from __future__ import annotations
 from animus3d_shared.settings import JobSettings
 from animus3d_worker.render import make_cameras
 from animus3d_worker.splat_tensors import SplatTensors
-from animus3d_worker.stages.msd import MotionProblem
+from animus3d_worker.stages.core import MotionProblem
 
 
 def motion_problem(splat, *, orbit_views: int, resolution: int = 32, **overrides):

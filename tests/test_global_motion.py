@@ -18,7 +18,7 @@ from animus3d_worker.motion import (
     quat_to_matrix,
 )
 from animus3d_worker.motion.global_motion import GlobalMotion, interpolate_knots
-from animus3d_worker.stages.msd import weighted_total
+from animus3d_worker.stages.core import weighted_total
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_without_global_motion_the_field_has_no_global_parameters(cloud):
 def test_the_setting_is_on_with_the_turn_search_in_standard_off_in_the_papers_presets_and_validated():
     assert JobSettings.from_preset("standard").global_motion is True
     assert JobSettings.from_preset("standard").guide_yaw_search is True
-    for preset in ("msd_standard", "paper"):
+    for preset in ("msd", "paper"):
         assert JobSettings.from_preset(preset).global_motion is False
     assert JobSettings.from_preset("standard", guide_yaw_search=False, global_motion=False).global_motion is False
     with pytest.raises(ValueError):

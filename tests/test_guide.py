@@ -12,7 +12,7 @@ from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import load_prior
 from animus3d_worker.priors.scoring import prompt_preference
 from animus3d_worker.stages.guide import FRONT_VIEW, draw_guide_clips, fit_to_guide, fitted_window
-from animus3d_worker.stages.msd import MotionProblem
+from animus3d_worker.stages.core import MotionProblem
 from helpers_problem import motion_problem
 
 

@@ -3,7 +3,8 @@
 import torch
 
 from animus3d_shared.settings import JobSettings
-from animus3d_worker.stages.msd import (Conditioning, msd_gradient, msd_loss, predict_scores, timestep_bounds)
+from animus3d_worker.stages.core import Conditioning
+from animus3d_worker.stages.msd import (msd_gradient, msd_loss, predict_scores, timestep_bounds)
 
 
 def test_msd_gradient_matches_hand_computation():

@@ -54,11 +54,11 @@ def test_paper_preset_is_the_paper_and_standard_is_minute_scale():
         lora = s.lora_steps * s.lora_batch if s.msd_steps and s.static_prior == "lora" else 0
         return lora + msd + 2 * s.guide_denoise_steps * (s.guide_steps > 0) + s.refine_steps
 
-    standard, msd_standard = JobSettings.from_preset("standard"), JobSettings.from_preset("msd_standard")
-    # the default generates then fits (no MSD, so no LoRA); msd_standard is the paper's method at minute scale
+    standard, msd = JobSettings.from_preset("standard"), JobSettings.from_preset("msd")
+    # the default generates then fits (no MSD, so no LoRA); msd is the paper's method at minute scale
     assert standard.guide_steps > 0 and standard.msd_steps == 0
-    assert msd_standard.guide_steps == 0 and msd_standard.msd_steps > 0 and msd_standard.static_prior == "lora"
-    for fast in (standard, msd_standard):  # same output as the paper (frames, resolution), far fewer forwards
+    assert msd.guide_steps == 0 and msd.msd_steps > 0 and msd.static_prior == "lora"
+    for fast in (standard, msd):  # same output as the paper (frames, resolution), far fewer forwards
         assert (fast.frames, fast.resolution) == (paper.frames, paper.resolution)
         assert forwards(fast) * 10 < forwards(paper)
 
@@ -66,12 +66,12 @@ def test_paper_preset_is_the_paper_and_standard_is_minute_scale():
 def test_only_the_generate_then_fit_default_frees_uniform_growth_from_arap():
     assert JobSettings.from_preset("standard").arap_uniform_scale is True
     assert JobSettings.from_preset("paper").arap_uniform_scale is False  # the paper's plain ARAP
-    assert JobSettings.from_preset("msd_standard").arap_uniform_scale is False
+    assert JobSettings.from_preset("msd").arap_uniform_scale is False
     assert JobSettings.from_preset("standard").fit_colour_match is True  # the prior recolours; the fit should not paint
-    assert JobSettings.from_preset("msd_standard").fit_colour_match is False
+    assert JobSettings.from_preset("msd").fit_colour_match is False
 
 
 def test_standard_draws_its_guide_in_50_ddim_steps():
-    # 50 steps: 30/36 suite motions against 27/36 at 20 (docs/evaluation.md, eleventh session)
+    # 50 steps: 30/36 suite motions against 27/36 at 20 (docs/evaluation.md)
     assert JobSettings.from_preset("standard").guide_denoise_steps == 50
     assert JobSettings().guide_denoise_steps == 20

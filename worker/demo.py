@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .events import JobEvents, Progress
     from .outputs import write_outputs
-    from .pipeline import resolve_device, run_job
+    from .devices import resolve_device
+    from .pipeline import run_job
 
     device = resolve_device(args.device)
     from .commands.animate import parse_overrides

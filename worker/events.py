@@ -13,7 +13,7 @@ from typing import Callable
 
 from animus3d_shared.deformation import Animation
 
-STAGES = ("load", "static_prior", "guide", "msd", "refine", "export")
+from animus3d_shared.protocol import STAGES  # noqa: F401  (the one stage table; Progress.stage names one)
 
 
 class JobCancelled(Exception):

@@ -1,4 +1,7 @@
-"""One animation job, start to end: load priors → static prior → MSD → refinement → Animation.
+"""One animation job, start to end: load → the plan's stages → Animation.
+
+The plan (``stages/plan.py``) names the stages a job's settings run: the shipped method is
+guide → refine, the paper's static_prior → msd → refine.
 
 Used by the worker service (one job at a time per device) and by ``animus3d animate --local``.
 The pipeline knows nothing about sockets; it reports through ``JobEvents``.
@@ -19,43 +22,25 @@ from animus3d_shared.deformation import Animation
 from animus3d_shared.settings import JobSettings
 from animus3d_shared.splat import GaussianSplat
 
+from animus3d_shared.prompts import derive_static_prompt
+
+from .devices import resolve_device, resolve_dtype
 from .events import EtaClock, JobEvents, JobResult, Progress
 from .models import ModelConfig
 from .priors import load_prior, lora
 from .render import make_cameras
 from .splat_tensors import SplatTensors
+from .stages.core import Conditioning, MotionProblem, stage_history
 from .stages.guide import guide_motion
-from .stages.msd import Conditioning, MotionProblem, optimise_motion, stage_history
+from .stages.msd import optimise_motion
+from .stages.plan import guide_draw_work, stage_plan, stage_work
 from .stages.refine import refine_motion
 from .stages.static_prior import fit_static_prior
 
+__all__ = ["PriorCache", "derive_static_prompt", "encode_conditioning", "field_animation", "resolve_device",
+           "resolve_dtype", "run_job"]
+
 log = logging.getLogger("animus3d.pipeline")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but this machine has no usable CUDA device")
-    return torch.device(device)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-
-
-def derive_static_prompt(prompt: str) -> str:
-    """A static description from a motion prompt: the subject, standing still."""
-    words = prompt.strip().rstrip(".").split()
-    verbs = {"waves", "wave", "jumps", "jump", "spins", "spin", "turns", "turn", "walks", "walk", "nods", "nod",
-             "sways", "sway", "dances", "dance", "runs", "run", "raises", "raise", "tilts", "tilt", "bounces",
-             "bounce", "grows", "shrinks", "slides", "rotates", "flies", "swims", "is", "moves", "shakes"}
-    for i, word in enumerate(words):
-        if word.lower() in verbs and i > 0:
-            return " ".join(words[:i]) + ", standing still, static"
-    return f"{prompt.strip().rstrip('.')}, not moving, static"
 
 
 def fit_resolution_to_prior(settings: JobSettings, prior, events: JobEvents) -> JobSettings:
@@ -109,6 +94,131 @@ def field_animation(problem: MotionProblem, frames: int, fps: float, indices: np
     return Animation(to_np(dpos), to_np(dquat), to_np(dlogscale), fps=float(fps))
 
 
+class _JobRun:
+    """The state one job's stages share: device, prior, problem, conditioning, progress and previews."""
+
+    def __init__(self, splat: GaussianSplat, prompt: str, static_prompt: str, settings: JobSettings, seed: int,
+                 dev: torch.device, dtype: torch.dtype, models: ModelConfig, events: JobEvents, priors: PriorCache,
+                 lora_cache_dir) -> None:
+        self.splat, self.prompt, self.static_prompt, self.seed = splat, prompt, static_prompt, seed
+        self.dev, self.dtype, self.models, self.events, self.priors = dev, dtype, models, events, priors
+        self.lora_cache_dir = lora_cache_dir
+        self.settings = settings
+        self.timings: dict[str, float] = {}
+        self.history: dict[str, list[float]] = {}
+        self.clock = EtaClock()
+        self.done_work = 0.0
+        self.out_frames = settings.frames
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    # ---- progress and previews ---------------------------------------------------------------
+    def plan(self, plan: list[str]) -> None:
+        self.work = stage_work(self.settings, plan)
+        self.total_work = max(sum(self.work.values()), 1.0)
+
+    def relay(self, stage: str, before_steps: float = 0.0) -> JobEvents:
+        """Progress of a stage with ETA; ``before_steps``: work done before its first step reports. A stage
+        may report more steps than its setting (the guide fit of two turn hypotheses): its share of the
+        work is the setting's, spread over the steps it reports."""
+        steps_work = self.work[stage] - before_steps  # the work of the stage's steps, however many it reports
+
+        def on(progress: Progress) -> None:
+            share = progress.step / progress.total if progress.total else 0.0
+            fraction = (self.done_work + before_steps + steps_work * share) / self.total_work
+            later_work = self.total_work - self.done_work - self.work[stage]
+            eta = self.clock.stage_eta(stage, progress.step, progress.total, steps_work, later_work)
+            self.events.progress(Progress(progress.stage, progress.step, progress.total, progress.losses,
+                                          eta_s=self.clock.eta(fraction) if eta is None else eta,
+                                          message=progress.message))
+        return JobEvents(on_progress=on, cancel_event=self.events.cancel_event)
+
+    def finish(self, stage: str, t0: float) -> None:
+        self.done_work += self.work[stage]
+        self.timings[stage] = time.perf_counter() - t0
+
+    def preview(self, stage: str, frames: int):
+        settings = self.settings
+
+        def on_step(step: int, total: int) -> None:
+            # The first step too, so the artist sees the object under the worker's control at once.
+            if settings.preview_every and (step == 1 or step % settings.preview_every == 0 or step == total):
+                self.events.preview(field_animation(self.problem, frames, settings.fps, self.preview_index), stage,
+                                    step, None if self.preview_index is None else self.preview_index.astype(np.int32))
+        return on_step
+
+    # ---- stages --------------------------------------------------------------------------------
+    def load(self) -> None:
+        t0 = time.perf_counter()
+        self.events.progress(Progress("load", 0, 1, message=f"loading {self.models.motion_prior} on {self.dev}"))
+        self.prior = self.priors.get(self.models.motion_prior, self.dev, self.dtype)
+        self.settings = settings = fit_resolution_to_prior(self.settings, self.prior, self.events)
+        tensors = SplatTensors.from_splat(self.splat, self.dev)
+        lo, hi = tensors.bbox
+        cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
+                               elevation_deg=settings.camera_elevation_deg, device=self.dev)
+        self.cond = encode_conditioning(self.prior, self.prompt, self.static_prompt)
+        self.problem = MotionProblem.build(tensors, cameras, settings)
+        self.preview_index = None
+        if self.splat.count > settings.preview_max_gaussians:
+            self.preview_index = np.sort(np.random.default_rng(self.seed).choice(
+                self.splat.count, settings.preview_max_gaussians, replace=False))
+        self.timings["load"] = time.perf_counter() - t0
+        self.events.progress(Progress("load", 1, 1))
+        self.events.check_cancelled()
+
+    def guide(self) -> None:
+        t0 = time.perf_counter()
+        settings = self.settings
+        # The guide draw's DDIM steps replay one CUDA graph of the UNet (captured at its first step).
+        with self.prior.graphed() if settings.cuda_graphs else contextlib.nullcontext():
+            guided = guide_motion(self.prior, self.problem, self.cond, settings,
+                                  self.relay("guide", guide_draw_work(settings)),
+                                  on_step=self.preview("guide", settings.frames), generator=self.generator)
+        self.history.update(stage_history("guide", guided.losses))
+        self.finish("guide", t0)
+
+    def static_prior(self) -> None:
+        """Fits (or loads) the LoRA of ε_static on this prior's UNet; ``run_job`` removes it after MSD."""
+        t0 = time.perf_counter()
+        outcome = fit_static_prior(self.prior, self.splat, self.problem.splat, self.problem.cameras, self.settings,
+                                   self.static_prompt, self.relay("static_prior"),
+                                   cache_dir=self.lora_cache_dir or self.models.lora_cache_dir)
+        if outcome.losses:
+            self.history["lora"] = outcome.losses
+        self.timings["static_prior_cache_hit"] = float(outcome.cache_hit)
+        self.finish("static_prior", t0)
+
+    def msd(self, with_lora: bool) -> None:
+        t0 = time.perf_counter()
+        settings, prior = self.settings, self.prior
+        # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from a
+        # copy of the UNet with the LoRA merged in (plain layers; +1 UNet of memory), and the base UNet needs
+        # no LoRA layers at all, so both are plain, frozen modules whose no-grad forwards replay CUDA graphs.
+        static_model = None
+        if with_lora and self.dev.type == "cuda" and settings.batched_scores:
+            static_model = prior.with_unet(lora.merged_copy(prior.unet))
+            lora.remove_lora(prior.unet)
+        graphs = prior.graphed(*([static_model] if static_model else [])) if settings.cuda_graphs else contextlib.nullcontext()
+        with graphs:
+            msd = optimise_motion(prior, self.problem, self.cond, settings, self.relay("msd"), self.generator,
+                                  on_step=self.preview("msd", settings.frames), static_model=static_model)
+        del static_model
+        self.history.update(msd.losses)
+        self.finish("msd", t0)
+
+    def refine(self) -> None:
+        t0 = time.perf_counter()
+        settings = self.settings
+        refiner = self.priors.get(self.models.refine_prior or self.models.motion_prior, self.dev, self.dtype)
+        cond = self.cond if refiner is self.prior else encode_conditioning(refiner, self.prompt, self.static_prompt)
+        self.out_frames = settings.frames * settings.refine_frame_multiplier
+        with refiner.graphed() if settings.cuda_graphs else contextlib.nullcontext():
+            refined = refine_motion(refiner, self.problem, cond, settings, self.relay("refine"), self.generator,
+                                    on_step=self.preview("refine", self.out_frames))
+        self.history.update(stage_history("refine", refined.losses))
+        self.finish("refine", t0)
+
+
 def run_job(
     splat: GaussianSplat,
     prompt: str,
@@ -125,146 +235,34 @@ def run_job(
     """Animates ``splat`` from ``prompt``. Deterministic for a given seed and device."""
     events = events or JobEvents()
     models = models or ModelConfig()
-    priors = priors or PriorCache()
     static_prompt = static_prompt or derive_static_prompt(prompt)
     dev = resolve_device(device)
-    dtype = resolve_dtype(models.dtype, dev)
-    timings: dict[str, float] = {}
-    clock = EtaClock()
     job_start = time.perf_counter()
-
-    # The LoRA is ε_static of MSD only: no MSD steps, no LoRA to fit (the guide stage uses the base model).
-    needs_lora = settings.static_prior == "lora" and settings.score_mode == "msd" and settings.msd_steps > 0
-    # Relative cost of one step of each stage (in UNet forwards), for the ETA.
-    inv = settings.inversion_steps / settings.inversion_every if settings.noise_mode == "ddim_inversion" else 0.0
-    guide_draw_work = 6.0 * settings.guide_denoise_steps  # drawing the guide clip, before its fit's first step
-    weights = {"static_prior": 1.5 * settings.lora_batch * settings.lora_steps * needs_lora,  # forward + backward
-               "guide": (guide_draw_work + 0.5 * settings.guide_steps) * (settings.guide_steps > 0),
-               "msd": (3.0 + inv) * settings.msd_steps,
-               "refine": 2.0 * settings.refine_steps}
-    total_work = max(sum(weights.values()), 1.0)
-    done_work = {"value": 0.0}
-
-    def stage_progress(stage: str, per_step: float, before_steps: float = 0.0):
-        """Progress of a stage with ETA; ``before_steps``: work done before its first step reports. A stage
-        may report more steps than its setting (the guide fit of two turn hypotheses): its share of the
-        work is the setting's, spread over the steps it reports."""
-        steps_work = weights[stage] - before_steps  # the work of the stage's steps, however many it reports
-
-        def on(progress: Progress) -> None:
-            share = progress.step / progress.total if progress.total else 0.0
-            fraction = (done_work["value"] + before_steps + steps_work * share) / total_work
-            later_work = total_work - done_work["value"] - weights[stage]
-            eta = clock.stage_eta(stage, progress.step, progress.total, steps_work, later_work)
-            events.progress(Progress(progress.stage, progress.step, progress.total, progress.losses,
-                                     eta_s=clock.eta(fraction) if eta is None else eta, message=progress.message))
-        return on
-
     torch.manual_seed(seed)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    job = _JobRun(splat, prompt, static_prompt, settings, seed, dev, resolve_dtype(models.dtype, dev), models, events,
+                  priors or PriorCache(), lora_cache_dir)
 
-    # ---- load -------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    events.progress(Progress("load", 0, 1, message=f"loading {models.motion_prior} on {dev}"))
-    prior = priors.get(models.motion_prior, dev, dtype)
-    settings = fit_resolution_to_prior(settings, prior, events)
-    refine_spec = models.refine_prior or models.motion_prior
-    tensors = SplatTensors.from_splat(splat, dev)
-    lo, hi = tensors.bbox
-    cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
-                           elevation_deg=settings.camera_elevation_deg, device=dev)
-    cond = encode_conditioning(prior, prompt, static_prompt)
-    problem = MotionProblem.build(tensors, cameras, settings)
-    timings["load"] = time.perf_counter() - t0
-    events.progress(Progress("load", 1, 1))
-    events.check_cancelled()
+    job.load()
+    plan = stage_plan(job.settings)
+    job.plan(plan)
+    try:
+        if "static_prior" in plan:
+            job.static_prior()
+        if "guide" in plan:
+            job.guide()
+        if "msd" in plan:
+            job.msd(with_lora="static_prior" in plan)
+    finally:
+        lora.remove_lora(job.prior.unet)  # the LoRA is MSD's alone: the cached prior goes back clean, here only
+    if "refine" in plan:
+        job.refine()
 
-    # ---- stage 1: static prior ------------------------------------------------------------------
-    t0 = time.perf_counter()
-    lora_losses: list[float] = []
-    if needs_lora:
-        relay = JobEvents(on_progress=stage_progress("static_prior", 1.5 * settings.lora_batch),
-                          cancel_event=events.cancel_event)
-        outcome = fit_static_prior(prior, splat, tensors, cameras, settings, static_prompt, relay,
-                                   cache_dir=lora_cache_dir or models.lora_cache_dir)
-        lora_losses = outcome.losses
-        timings["static_prior_cache_hit"] = float(outcome.cache_hit)
-    else:
-        lora.remove_lora(prior.unet)
-    done_work["value"] += weights["static_prior"]
-    timings["static_prior"] = time.perf_counter() - t0
-
-    # ---- stage 2: (a guide clip, then) MSD -------------------------------------------------------
-    t0 = time.perf_counter()
-    preview_index = None
-    if splat.count > settings.preview_max_gaussians:
-        preview_index = np.sort(np.random.default_rng(seed).choice(splat.count, settings.preview_max_gaussians, replace=False))
-
-    def send_preview(step: int, total: int, stage: str, frames: int) -> None:
-        # The first step too, so the artist sees the object under the worker's control at once.
-        if settings.preview_every and (step == 1 or step % settings.preview_every == 0 or step == total):
-            events.preview(field_animation(problem, frames, settings.fps, preview_index), stage, step,
-                           None if preview_index is None else preview_index.astype(np.int32))
-
-    guide_losses: dict[str, list[float]] = {}
-    if settings.guide_steps > 0:
-        relay = JobEvents(on_progress=stage_progress("guide", 0.5, guide_draw_work),
-                          cancel_event=events.cancel_event)
-        # The guide draw's DDIM steps replay one CUDA graph of the UNet (captured at its first step).
-        with prior.graphed() if settings.cuda_graphs else contextlib.nullcontext():
-            guided = guide_motion(prior, problem, cond, settings, relay,
-                                  on_step=lambda s, n: send_preview(s, n, "guide", settings.frames),
-                                  generator=generator)
-        guide_losses = guided.losses
-        done_work["value"] += weights["guide"]
-        timings["guide"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-
-    # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from
-    # a copy of the UNet with the LoRA merged in (plain layers; +1 UNet of memory).
-    # The base UNet then needs no LoRA layers at all (the LoRA stays cached on disk), so both UNets
-    # are plain, frozen modules whose no-grad forwards replay CUDA graphs.
-    static_model = None
-    if needs_lora and dev.type == "cuda" and settings.batched_scores:
-        static_model = prior.with_unet(lora.merged_copy(prior.unet))
-        lora.remove_lora(prior.unet)
-    relay = JobEvents(on_progress=stage_progress("msd", 3.0 + inv), cancel_event=events.cancel_event)
-    graphs = prior.graphed(*([static_model] if static_model else [])) if settings.cuda_graphs else contextlib.nullcontext()
-    with graphs:
-        msd = optimise_motion(prior, problem, cond, settings, relay, generator,
-                              on_step=lambda s, n: send_preview(s, n, "msd", settings.frames),
-                              static_model=static_model)
-    del static_model
-    done_work["value"] += weights["msd"]
-    timings["msd"] = time.perf_counter() - t0
-
-    # ---- stage 3: refinement ----------------------------------------------------------------------
-    t0 = time.perf_counter()
-    out_frames = settings.frames
-    refine_losses: dict[str, list[float]] = {}
-    if settings.refine_steps > 0:
-        lora.set_lora_enabled(prior.unet, False)
-        refiner = priors.get(refine_spec, dev, dtype)
-        refine_cond = cond if refiner is prior else encode_conditioning(refiner, prompt, static_prompt)
-        out_frames = settings.frames * settings.refine_frame_multiplier
-        relay = JobEvents(on_progress=stage_progress("refine", 2.0), cancel_event=events.cancel_event)
-        with refiner.graphed() if settings.cuda_graphs else contextlib.nullcontext():
-            refined = refine_motion(refiner, problem, refine_cond, settings, relay, generator,
-                                    on_step=lambda s, n: send_preview(s, n, "refine", out_frames))
-        refine_losses = refined.losses
-    timings["refine"] = time.perf_counter() - t0
-
-    # ---- result -----------------------------------------------------------------------------------
-    animation = field_animation(problem, out_frames, settings.fps * out_frames / settings.frames)
-    lora.remove_lora(prior.unet)  # the cached prior goes back clean for the next job
-    timings["total"] = time.perf_counter() - job_start
-    history = {"lora": lora_losses} if lora_losses else {}
-    history.update(stage_history("guide", guide_losses))
-    history.update(msd.losses)
-    history.update(stage_history("refine", refine_losses))
-    final = {k: v[-1] for k, v in history.items() if v}
+    settings = job.settings
+    animation = field_animation(job.problem, job.out_frames, settings.fps * job.out_frames / settings.frames)
+    job.timings["total"] = time.perf_counter() - job_start
+    final = {k: v[-1] for k, v in job.history.items() if v}
     events.progress(Progress("export", 1, 1, losses=final, eta_s=0.0, message="done"))
-    log.info("job done prompt=%r frames=%d total_s=%.2f", prompt, out_frames, timings["total"])
+    log.info("job done prompt=%r frames=%d total_s=%.2f", prompt, job.out_frames, job.timings["total"])
     return JobResult(animation=animation, settings=settings.to_dict(), seed=seed, prompt=prompt,
-                     static_prompt=static_prompt, device=str(dev), timings=timings, losses=final,
-                     loss_history=history)
+                     static_prompt=static_prompt, device=str(dev), timings=job.timings, losses=final,
+                     loss_history=job.history)

@@ -312,7 +312,7 @@ def reference_settings(preset: str = "paper") -> JobSettings:
     return JobSettings.from_preset(preset, batched_scores=False, inversion_every=1, cuda_graphs=False)
 
 
-DEFAULT_PRESETS = ("standard", "draft", "msd_standard", "high", "paper")
+DEFAULT_PRESETS = ("standard", "draft", "msd", "high", "paper")
 # A CPU smoke run (--small): the same code path at sizes a test can afford.
 SMALL = dict(resolution=32, frames=4, orbit_views=2)
 SMALL_GENERATE_FIT = dict(guide_steps=4, guide_denoise_steps=2, refine_steps=2)

@@ -315,8 +315,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "static_negative": {"guidance_negative": "static"},  # CFG steers away from the static description
 }
 ARAP_SWEEP = (0.0, 1.0, 8.0, 64.0)
-# Ablations of MSD itself: they change nothing in a job without MSD steps (the `standard` preset since
-# December 2026 generates then fits): run them with `--preset msd_standard`.
+# Ablations of MSD itself: they change nothing in a job without MSD steps (`draft`, `standard` and `high`
+# generate then fit): run them with `--preset msd`.
 MSD_ABLATIONS = frozenset({"sds", "random_noise", "text_static", "static_negative"})
 
 

@@ -32,7 +32,7 @@ from animus3d_worker.pipeline import field_animation, resolve_device
 from animus3d_worker.render import make_cameras
 from animus3d_worker.splat_tensors import SplatTensors
 from animus3d_worker.stages.guide import FRONT_VIEW, field_front_clip, fit_to_guide
-from animus3d_worker.stages.msd import MotionProblem
+from animus3d_worker.stages.core import MotionProblem
 
 
 def oracle_guide(problem: MotionProblem, obj, label: str, frames: int) -> torch.Tensor:

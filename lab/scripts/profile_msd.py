@@ -13,13 +13,14 @@ from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import lora
 from animus3d_worker.render import make_cameras
 from animus3d_worker.splat_tensors import SplatTensors
-from animus3d_worker.stages.msd import MotionProblem, optimise_motion
+from animus3d_worker.stages.core import MotionProblem
+from animus3d_worker.stages.msd import optimise_motion
 from animus3d_worker.timing import SectionTimer
 
 dev = torch.device("cuda")
 prior = build_full_size_prior(dev, torch.bfloat16)
 splat = make_character(seed=0, count=200_000)
-settings = JobSettings.from_preset(sys.argv[1] if len(sys.argv) > 1 else "msd_standard")
+settings = JobSettings.from_preset(sys.argv[1] if len(sys.argv) > 1 else "msd")
 t = SplatTensors.from_splat(splat, dev)
 cams = make_cameras(*t.bbox, resolution=settings.resolution, orbit_views=settings.orbit_views, device=dev)
 cond = encode_conditioning(prior, "the character waves its right arm", "the character, standing still")

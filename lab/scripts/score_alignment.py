@@ -47,7 +47,7 @@ def main() -> None:
     motions = [m for m in KIND_MOTIONS[args.kind] if m != "still"]
     clip = lambda label, a=1.0: render_clip(obj, motion_animation(obj, label, 16, a), resolution=64,  # noqa: E731
                                                  device=args.device, backend="torch")
-    settings = JobSettings.from_preset("msd_standard", guidance_scale=args.guidance, static_prior="text")
+    settings = JobSettings.from_preset("msd", guidance_scale=args.guidance, static_prior="text")
 
     def update(z: torch.Tensor, p: str) -> torch.Tensor:
         """−(MSD gradient) at ``z`` under prompt ``p``, summed over the timesteps (the stage's own code)."""

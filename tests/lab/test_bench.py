@@ -15,7 +15,7 @@ def test_standard_is_generate_then_fit_and_in_the_default_list():
 
     assert "standard" in DEFAULT_PRESETS
     assert generates_then_fits(JobSettings.from_preset("standard"))
-    assert not generates_then_fits(JobSettings.from_preset("msd_standard"))
+    assert not generates_then_fits(JobSettings.from_preset("msd"))
 
 
 def test_bench_settings_keep_to_the_priors_own_frame_size():

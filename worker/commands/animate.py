@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from animus3d_shared.settings import ARTIST_PRESETS, DEFAULT_PRESET
+
 from . import CommandError
 
 
@@ -23,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--static-prompt", help="a description of the still subject (default: derived)")
     parser.add_argument("--local", action="store_true", help="run the pipeline in this process")
     add_connection_arguments(parser, required=False)
-    parser.add_argument("--preset", default="draft", help="test, draft (default), standard or high")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help=f"{', '.join(ARTIST_PRESETS)} (default: {DEFAULT_PRESET}); also msd, paper (the paper's method) and test")
     parser.add_argument("--frames", type=int, help="frames of the optimised clip")
     parser.add_argument("--device", default="auto", help="--local only: cpu, cuda or auto")
     parser.add_argument("--models", metavar="CONFIG", help="--local only: model configuration file")

@@ -1,6 +1,6 @@
 """Stage 2a: a guide clip drawn by the prior, and the motion field fitted to it.
 
-The `standard` preset's way to a motion (generate, then fit); off in `msd_standard` and `paper`.
+The `standard` preset's way to a motion (generate, then fit); off in `msd` and `paper`.
 
 MSD follows the prior's one-step score, and a small prior's one-step score at a still render says
 little about which way to move (docs/evaluation.md, "Why MSD does not find the motions the prior
@@ -28,7 +28,7 @@ from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents, Progress
 from ..priors import ddim, scoring
-from .msd import Conditioning, MotionProblem, fit_step
+from .core import Conditioning, MotionProblem, fit_step
 from .pixel_fit import pixel_fit_loss
 from .yaw_search import search_yaw, start_from_yaw
 
@@ -64,8 +64,8 @@ def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings
     first frame held to the still render's at every noise level, so the prior continues the object's
     rest pose. Of several draws the one kept is the one the prior itself says the motion prompt
     explains best against the static prompt (``scoring.prompt_preference``; no list of motions is
-    involved). With the embedded prior that choice was worse than the first draw (docs/evaluation.md,
-    ninth session), so one draw is the default."""
+    involved). With the embedded prior that choice is worse than the first draw (docs/evaluation.md), so
+    one draw is the default."""
     with torch.no_grad():
         still = field_front_clip(problem).unsqueeze(0)  # the field is still the identity
         latents = prior.encode_frames(still.to(prior.dtype))
@@ -102,7 +102,7 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
     With ``guide_yaw_search`` the whole-object motion is frozen at the identity unless the search finds
     a turn in the guide; then the clip is fitted twice, from that turn and without it (frozen), and the
     fit that explains the guide better is kept: a search from one view also takes some jumps for turns
-    (docs/evaluation.md, eleventh session)."""
+    (docs/evaluation.md)."""
     global_motion = problem.field.global_motion
     yaw = None
     if settings.guide_yaw_search and global_motion is not None:

@@ -1,8 +1,7 @@
 """The pixel loss of the stages that fit the field to a clip the prior drew (guide, refinement).
 
 A small prior keeps the object's shape and motion better than its colours: its guide clip of a tan
-shirt comes out pink from the first frame on, and not the same pink in every frame (docs/evaluation.md,
-tenth session). A plain squared error then makes the field explain colour by moving Gaussians (a
+shirt comes out pink from the first frame on, and not the same pink in every frame (docs/evaluation.md). A plain squared error then makes the field explain colour by moving Gaussians (a
 still character "nods" dark hair over its face). With ``colour_match`` each rendered frame is first
 mapped by the affine colour transform (3×3 matrix and offset) that brings it closest to the target
 frame, so only what no recolouring explains (where things are) pulls on the field.
@@ -13,8 +12,8 @@ from __future__ import annotations
 import torch
 
 # The pixel-fitting stages weigh their squared error of [0, 1] pixels by this: unweighted it is ~1e-3
-# next to ARAP and TV-3D, which then win and pull the field back to rest (the refinement did, undoing
-# the guide's motion: docs/evaluation.md, ninth session).
+# next to ARAP and TV-3D, which then win and pull the field back to rest (a refinement
+# without it undoes the guide's motion).
 PIXEL_FIT_WEIGHT = 100.0
 # Ridge towards the identity map, per pixel of the frame: keeps the map sane on a flat frame.
 COLOUR_MAP_RIDGE = 1e-3

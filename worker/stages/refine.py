@@ -18,7 +18,7 @@ import torch
 from animus3d_shared.settings import JobSettings
 
 from ..events import JobEvents
-from .msd import Conditioning, MotionProblem, choose_views, fit_step
+from .core import Conditioning, MotionProblem, choose_views, fit_step
 from .pixel_fit import pixel_fit_loss
 
 REFRESH_EVERY = 10
@@ -46,8 +46,7 @@ def sdedit_target(prior, latents: torch.Tensor, text: torch.Tensor, negative: to
 def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
                   generator: torch.Generator, on_step=None) -> RefineOutcome:
     frames = problem.frames * settings.refine_frame_multiplier
-    # the global motion keeps its ratio to the local field's rate
-    optimiser = problem.optimiser(settings.refine_lr, settings.global_lr * settings.refine_lr / settings.msd_lr)
+    optimiser = problem.optimiser(settings.refine_lr, settings.refine_global_lr)
     outcome = RefineOutcome(frames=frames)
     total = settings.refine_steps
     target = None

@@ -1,8 +1,8 @@
 """A turn about the vertical, found by search before the guide fit starts (``guide_yaw_search``).
 
 Seen from one camera, a spin is the object's front sliding out of view: a gradient from the pixels
-only ever says "a little to the side", so the fit bends or slides the object instead (docs/evaluation.md,
-tenth session: even the ground-truth clip of a spinning animal or vehicle was fitted as a walk or a
+only ever says "a little to the side", so the fit bends or slides the object instead (docs/evaluation.md:
+even the ground-truth clip of a spinning animal or vehicle was fitted as a walk or a
 slide). Here the rest object is rendered turned by each of ``candidates`` angles about the vertical
 through its base, every guide frame is compared with every turned render (colour-matched, as the fit
 compares, and shifted onto the frame's foreground centre, so that a slide or a jump is not taken for

@@ -10,7 +10,7 @@ from animus3d_worker.commands import CommandError
 def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     parser.add_argument("--preset", action="append", dest="presets",
-                        help="preset(s) to measure (default: standard, draft, msd_standard, high, paper)")
+                        help="preset(s) to measure (default: standard, draft, msd, high, paper)")
     parser.add_argument("--prior", default=None,
                         help="full (ModelScope-size, random weights; the default), embedded, tiny or a prior spec")
     parser.add_argument("--gaussians", type=int, default=200_000)

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(f"ablation {name}: {exc}") from None
             if name in ev.MSD_ABLATIONS and settings.msd_steps == 0:
                 raise CommandError(f"ablation {name} changes MSD, but preset {args.preset!r} runs no MSD steps "
-                                   "(it generates a guide clip and fits it): use --preset msd_standard")
+                                   "(it generates a guide clip and fits it): use --preset msd")
             for case in cases:
                 rows.append(ev.run_case(case, settings, device=args.device, models=models, priors=priors,
                                         seed=args.seed))
