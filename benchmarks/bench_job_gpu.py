@@ -7,7 +7,8 @@ Run on a CUDA machine (gsplat installed):
 It writes a ModelScope-size prior with random weights (diffusers' default UNet3DConditionModel,
 the SD AutoencoderKL, a 1024-wide CLIP text encoder; bf16 safetensors, ~3 GB) into ``--folder``
 unless one is there, starts ``animus3d worker --device cuda`` with that folder as its motion prior,
-submits each preset's job for the 200k-Gaussian sample character over ZeroMQ and prints, per job:
+submits each preset's job (default: `standard`, the product default) for the 200k-Gaussian sample
+character over ZeroMQ and prints, per job:
 seconds to ACCEPTED, to the first PREVIEW, to RESULT, and the worker's own stage timings. The
 LoRA cache is emptied first, so the static-prior stage really trains (a second job on the same asset
 would skip it). Random weights make the motion meaningless; the timing is the real code's.
@@ -115,14 +116,14 @@ def main() -> int:
     print(f"\ndevice: {torch.cuda.get_device_name(0)}   splat: {splat.count} Gaussians   "
           f"prior: ModelScope-size, random weights, bf16")
     print("| preset | first PREVIEW (s) | − model load (s) | RESULT (s) | − model load (s) | load | static prior | "
-          "MSD | refine |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "guide | MSD | refine |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         t = row.get("timings", {})
         load = t.get("load", 0.0)
         preview = row.get("first_preview_s")
         cells = [preview, None if preview is None else preview - load, row.get("result_s"), row["result_s"] - load,
-                 t.get("load"), t.get("static_prior"), t.get("msd"), t.get("refine")]
+                 t.get("load"), t.get("static_prior"), t.get("guide"), t.get("msd"), t.get("refine")]
         print(f"| {row['preset']} | " + " | ".join("—" if c is None else f"{c:.1f}" for c in cells) + " |")
     return 0 if all("error" not in r for r in rows) else 1
 

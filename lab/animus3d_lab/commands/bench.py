@@ -10,10 +10,15 @@ from animus3d_worker.commands import CommandError
 def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     parser.add_argument("--preset", action="append", dest="presets",
-                        help="preset(s) to measure (default: draft, msd, high, paper)")
+                        help="preset(s) to measure (default: standard, draft, msd, high, paper)")
+    parser.add_argument("--prior", default=None,
+                        help="full (ModelScope-size, random weights; the default), embedded, tiny or a prior spec")
     parser.add_argument("--gaussians", type=int, default=200_000)
     parser.add_argument("--msd-steps", type=int, default=6, help="timed MSD steps per configuration")
     parser.add_argument("--lora-steps", type=int, default=6)
+    parser.add_argument("--fit-steps", type=int, default=20, help="timed guide-fit steps (generate-then-fit presets)")
+    parser.add_argument("--no-whole-job", action="store_true",
+                        help="generate-then-fit presets: stage measurements only, no whole jobs through run_job")
     parser.add_argument("--refine-steps", type=int, default=10)
     parser.add_argument("--no-reference", action="store_true", help="skip the fp32 reference configuration")
     parser.add_argument("--small", action="store_true",
@@ -26,15 +31,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from animus3d_shared.settings import PRESETS
 
-    from ..bench import format_table, run_bench
+    from ..bench import DEFAULT_PRESETS, format_table, run_bench
 
-    presets = tuple(args.presets or ("draft", "msd", "high", "paper"))
+    presets = tuple(args.presets or DEFAULT_PRESETS)
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise CommandError(f"unknown preset(s): {', '.join(unknown)}")
     import torch
 
-    if args.device != "cpu" and not args.small:
+    if args.device != "cpu" and not args.small and args.prior in (None, "full"):
         if not torch.cuda.is_available():
             raise CommandError("full-size benchmarks need a CUDA GPU; use --small for a CPU smoke run")
     if args.unet_only:
@@ -46,7 +51,8 @@ def run(args) -> int:
         return 0
     result = run_bench(args.device, presets, gaussians=args.gaussians, msd_steps=args.msd_steps,
                        lora_steps=args.lora_steps, refine_steps=args.refine_steps,
-                       reference=not args.no_reference, small=args.small)
+                       fit_steps=args.fit_steps, reference=not args.no_reference, small=args.small,
+                       prior_spec=args.prior, whole_jobs=not args.no_whole_job)
     print(format_table(result))
     if args.json:
         with open(args.json, "w") as fh:
