@@ -17,7 +17,6 @@ import pytest
 import zmq
 
 from animus3d_shared import protocol as p
-from animus3d_shared.splat import GaussianSplat
 from helpers_worker import launch_worker, small_splat, start_worker, worker_command
 
 pytestmark = pytest.mark.timeout(900)
