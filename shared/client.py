@@ -4,10 +4,10 @@ Nothing here blocks except ``wait_for``: the add-on calls ``poll`` from a timer,
 loop. ``poll`` also sends heartbeats when due and reports a worker that stopped answering as one
 local ``Error(code="unreachable")``.
 
-Ownership: every request carries the client's ``token`` (random unless given), and the worker lets
-only that token (or, with CURVE, that key) see, attach to and cancel its jobs. To re-attach after a
-restart of the client's program, keep ``client.token`` and the job id, and pass ``token=`` to the
-next ``WorkerClient``.
+Ownership: every request carries the client's ``token``, and the worker lets only that token (or,
+with CURVE, that key) see, attach to and cancel its jobs. Unless ``token=`` is given, the token is
+this OS user's, kept in ``$XDG_CONFIG_HOME/animus3d/client-token`` (mode 0600, made on first use),
+so a restarted program (Blender, the CLI) re-attaches with nothing but the job id.
 
 Worker restarts: WELCOME and HEARTBEAT carry the worker's instance id. When it changes, ``poll``
 reports one local ``Error(code="worker_restarted")`` (no job id) and re-attaches every job this
@@ -24,8 +24,10 @@ client is following, so each gets its outcome (a job that was running is ``worke
 from __future__ import annotations
 
 import collections
+import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import zmq
@@ -33,6 +35,27 @@ import zmq
 from .protocol import (PROTOCOL_VERSION, Accepted, Attach, Cancel, Cancelled, Error, Heartbeat, Hello, Limits,
                        ProtocolError, Result, Status, Submit, Welcome, decode, encode)
 from .splat import GaussianSplat
+
+
+def user_token() -> str:
+    """This OS user's client token (made once, mode 0600); a random one if it cannot be stored."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "animus3d"
+    path = base / "client-token"
+    try:
+        token = path.read_text().strip()
+        if 16 <= len(token) <= 128:
+            return token
+    except OSError:
+        pass
+    token = secrets.token_urlsafe(24)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+    except OSError:
+        pass
+    return token
 
 
 class ClientError(RuntimeError):
@@ -77,7 +100,7 @@ class WorkerClient:
         self._lost_reported = False
         self._backlog: collections.deque[Any] = collections.deque()
         self.welcome: Welcome | None = None
-        self.token = token or secrets.token_urlsafe(24)
+        self.token = token or user_token()
         self.instance_id: str | None = None  # the worker's, from WELCOME / HEARTBEAT
         self.following: set[str] = set()  # jobs accepted or attached here whose outcome has not arrived
 

@@ -134,9 +134,8 @@ def _paths(value, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
-@FUZZ
-@given(st.sampled_from(VALID_FRAMES), st.data())
-def test_header_values_replaced(frames, data):
+def replace_header_values(frames, data):
+    """``frames`` with one to three values anywhere in the header replaced by random plain data."""
     header = msgpack.unpackb(frames[0])
     paths = [path for path in _paths(header) if path]
     for _ in range(data.draw(st.integers(1, 3))):
@@ -148,7 +147,13 @@ def test_header_values_replaced(frames, data):
             target[path[-1]] = data.draw(plain_values)
         except (KeyError, IndexError, TypeError):
             continue  # an earlier replacement removed this path
-    decode_or_protocol_error([msgpack.packb(header, use_bin_type=True), *frames[1:]])
+    return [msgpack.packb(header, use_bin_type=True), *frames[1:]]
+
+
+@FUZZ
+@given(st.sampled_from(VALID_FRAMES), st.data())
+def test_header_values_replaced(frames, data):
+    decode_or_protocol_error(replace_header_values(frames, data))
 
 
 @FUZZ

@@ -17,7 +17,6 @@ import pytest
 import zmq
 
 from animus3d_shared import protocol as p
-from animus3d_shared.splat import GaussianSplat
 from helpers_worker import launch_worker, small_splat, start_worker, worker_command
 
 pytestmark = pytest.mark.timeout(900)
@@ -118,7 +117,7 @@ def test_cancel_of_a_running_job_answers_within_the_grace_period_and_the_worker_
 
 # ---- 2: ownership ------------------------------------------------------------------------------------
 def test_two_clients_cannot_see_read_or_cancel_each_others_jobs(worker):
-    alice, mallory = worker.client(), worker.client()
+    alice, mallory = worker.client(token="alice-token-0123456789"), worker.client(token="mallory-token-0123456789")
     accepted = submit(alice, small_splat(60), settings=LONG_JOB, prompt="alice's secret prompt")
     assert isinstance(accepted, p.Accepted)
     mallory.request_status()
@@ -233,7 +232,7 @@ def test_kill_9_and_restart_reports_worker_restarted_keeps_results_and_the_clien
     address = f"tcp://127.0.0.1:{port}"
     from animus3d_shared.client import WorkerClient
 
-    client = WorkerClient(address, timeout_s=20.0, heartbeat_interval_s=0.5)
+    client = WorkerClient(address, timeout_s=20.0, heartbeat_interval_s=0.5, token="restart-test-token-0123")
     try:
         client.connect()
         client.wait_for(is_(p.Welcome), 20.0)

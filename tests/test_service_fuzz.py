@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import msgpack
 import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 from animus3d_shared import protocol as p
 from helpers_worker import start_worker
-from test_protocol_fuzz import VALID_FRAMES, _paths, plain_values
+from test_protocol_fuzz import VALID_FRAMES, replace_header_values
 
 pytestmark = pytest.mark.timeout(600)
 BATCH = 50
@@ -31,21 +30,6 @@ def target(tmp_path_factory):
         sock.connect(worker.endpoint)
         yield worker, sock
         sock.close(0)
-
-
-def _mutate_header(frames, data):
-    header = msgpack.unpackb(frames[0])
-    paths = [path for path in _paths(header) if path]
-    for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(paths))
-        target = header
-        try:
-            for key in path[:-1]:
-                target = target[key]
-            target[path[-1]] = data.draw(plain_values)
-        except (KeyError, IndexError, TypeError):
-            continue
-    return [msgpack.packb(header, use_bin_type=True), *frames[1:]]
 
 
 def _flip_bytes(frames, data):
@@ -76,7 +60,7 @@ def one_message(data):
     base = data.draw(st.sampled_from(VALID_FRAMES))
     how = data.draw(st.sampled_from(["header", "bytes", "frames", "garbage", "valid"]))
     if how == "header":
-        return _mutate_header(base, data)
+        return replace_header_values(base, data)
     if how == "bytes":
         return _flip_bytes(base, data)
     if how == "frames":

@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise CommandError(f"{args.ply}: no such file") from None
     except (OSError, ValueError) as exc:
-        raise CommandError(f"{args.ply}: {exc}") from None
+        raise CommandError(str(exc) if str(args.ply) in str(exc) else f"{args.ply}: {exc}") from None
+    if splat.count < 2:  # a motion needs neighbours: the regularisers compare each Gaussian with others
+        raise CommandError(f"{args.ply}: has {splat.count} Gaussian(s); animating needs at least 2")
     out_dir = Path(args.out)
     with ProgressDisplay() as display:
         display.note(f"{splat.count} Gaussians, prompt {args.prompt!r}, preset {settings.preset}")

@@ -30,7 +30,7 @@ class ServiceConfig:
     max_job_seconds: float = 6 * 3600.0  # wall-clock cap of any one job
     max_job_cost: float = 200_000.0  # admission cap on a job's estimated work (runner.job_cost)
     job_seconds_per_cost: float = 5.0  # a job's time limit: startup + this x its cost, at most the cap
-    job_startup_s: float = 300.0
+    job_startup_s: float = 900.0
     cancel_grace_s: float = 2.0  # a cancelled job that goes on this long is killed
     admin_identities: frozenset[str] = frozenset()  # identities that see and may act on every job
     preview_every: int | None = None  # default for jobs whose settings leave preview_every out

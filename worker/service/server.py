@@ -31,7 +31,7 @@ from animus3d_shared.settings import JobSettings, SettingsError
 
 from .. import __version__
 from .config import ServiceConfig
-from .jobs import (CANCELLED, FAILED, QUEUED, RUNNING, Job, JobQueue, is_final, new_job_id, state_of)
+from .jobs import CANCELLED, FAILED, RUNNING, Job, JobQueue, is_final, new_job_id, state_of
 from .logs import job_logger
 from .outbox import Outbox
 from .runner import JobRunner, JobWork, job_cost, job_time_limit
