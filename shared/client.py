@@ -283,6 +283,7 @@ class WorkerClient:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"no matching reply from {self.address} within {timeout_s:g} s")
-                sock.poll(int(min(left, self.heartbeat_interval_s, 0.2) * 1000) + 1, zmq.POLLIN)
+                if not self._backlog:  # wait on the socket only once the queued messages are read
+                    sock.poll(int(min(left, self.heartbeat_interval_s, 0.2) * 1000) + 1, zmq.POLLIN)
         finally:
             self._backlog.extendleft(reversed(skipped))

@@ -102,6 +102,24 @@ def test_wait_for_keeps_other_messages_for_the_next_poll(router):
     client.close()
 
 
+def test_wait_for_reads_a_long_backlog_without_waiting_on_the_socket(router):
+    """Thousands of skipped PROGRESS messages must not make a later wait_for time out."""
+    sock, address = router
+    client = WorkerClient(address, timeout_s=30.0)
+    client.connect()
+    identity, _ = receive(sock)
+    for step in range(3000):
+        reply(sock, identity, p.Progress(job_id="a", stage="msd", step=step, total=3000))
+    reply(sock, identity, p.Cancelled(job_id="a"))
+    reply(sock, identity, p.Accepted(job_id="b", queue_position=0))
+    assert client.wait_for(lambda m: isinstance(m, p.Accepted), 10.0).job_id == "b"
+    start = time.monotonic()  # the socket is now quiet; what is wanted sits behind 3000 queued messages
+    assert client.wait_for(lambda m: isinstance(m, p.Cancelled), 4.0).job_id == "a"
+    assert time.monotonic() - start < 2.0
+    assert len(client.poll(max_messages=5000)) == 3000  # the skipped messages are all still there, in order
+    client.close()
+
+
 def test_wait_for_a_worker_that_never_answers_raises(router):
     _, address = router
     client = WorkerClient(address, timeout_s=0.3)

@@ -154,7 +154,7 @@ def test_killing_the_actor_of_a_running_job_is_an_error_and_the_next_job_runs(fa
 
 
 def test_ten_clients_with_two_jobs_each_get_their_own_results(farm):
-    clients = [farm.client(timeout_s=30.0) for _ in range(10)]
+    clients = [farm.client(timeout_s=30.0, token=f"farm-client-{i:02d}-token") for i in range(10)]  # ten users
     jobs = []  # (client, job id, gaussians, seed)
     for i, client in enumerate(clients):
         for k in range(2):

@@ -70,6 +70,7 @@ class ProcessRunner:
         self._child: _Child | None = None
         self._job: _Running | None = None
         self._pending: list[RunnerEvent] = []
+        self._closing = False
         self._ensure_child()
 
     @property
@@ -102,13 +103,14 @@ class ProcessRunner:
         if self._child is not None:
             self._send(self._child, p.Cancel(job_id=job_id))
 
-    def kill(self, job_id: str, reason: str = "cancelled") -> None:
+    def kill(self, job_id: str, reason: str = "cancelled", *, respawn: bool = True) -> None:
         job = self._job
         if job is None or job.work.job_id != job_id:
             return
         self._kill_child()
         self._end(job_id, self._stopped_message(job_id, reason))
-        self._ensure_child()
+        if respawn:
+            self._ensure_child()
 
     def poll(self, now: float) -> list[RunnerEvent]:
         """Everything the child reported, plus the ends of jobs this call had to stop."""
@@ -123,7 +125,7 @@ class ProcessRunner:
         job = self._job
         if job is not None:
             if job.cancel_at is not None and now - job.cancel_at >= self.cancel_grace_s:
-                self.kill(job.work.job_id, job.end_reason or "cancelled")
+                self.kill(job.work.job_id, job.end_reason or "cancelled", respawn=not self._closing)
             elif job.cancel_at is None and now - job.started_at >= job.work.time_limit_s:
                 self.cancel(job.work.job_id, "timed_out")
         events, self._pending = self._pending, []
@@ -131,16 +133,19 @@ class ProcessRunner:
 
     def close(self, grace_s: float) -> list[RunnerEvent]:
         """Cancels the running job, waits up to ``grace_s`` for it to stop, then ends the child."""
+        events: list[RunnerEvent] = []
+        self._closing = True
         job = self._job
         if job is not None:
             self.cancel(job.work.job_id, "shutting_down")
             deadline = time.monotonic() + grace_s
             while self._job is not None and time.monotonic() < deadline:
                 time.sleep(0.02)
-                self._pending.extend(self.poll(time.monotonic()))
+                events.extend(self.poll(time.monotonic()))
             if self._job is not None:
-                self.kill(self._job.work.job_id, "shutting_down")
-        events, self._pending = self._pending, []
+                self.kill(self._job.work.job_id, "shutting_down", respawn=False)
+        events.extend(self._pending)
+        self._pending = []
         self._stop_child()
         return events
 
