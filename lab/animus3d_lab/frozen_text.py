@@ -138,3 +138,27 @@ def write_transport_copy(folder: str | Path, captions: Iterable[str], length: in
                 "reference_captions": list(REFERENCE_CAPTIONS)}
     (folder / TRANSPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def load_prior_with_transport(folder: str | Path, transport: str | Path, device: str | torch.device = "cpu",
+                              dtype: torch.dtype = torch.float32):
+    """A MiniLM-conditioned prior folder loaded with the transport copy as its text encoder (on a
+    machine without the package); everything else is read as ``load_prior`` reads it."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+
+    from animus3d_worker.priors.base import VideoPrior
+    from animus3d_worker.priors.unet3d import trained_resolution
+
+    folder = Path(folder)
+    if minilm.packaged_reference(folder / "text_encoder") is None:
+        raise FrozenTextError(f"{folder} is not conditioned on the packaged encoder")
+    length = minilm.packaged_reference(folder / "text_encoder")["max_length"]
+    text = FrozenText(length, transport)
+    unet = UNet3DConditionModel.from_pretrained(str(folder / "unet"), torch_dtype=dtype)
+    vae = AutoencoderKL.from_pretrained(str(folder / "vae"), torch_dtype=dtype)
+    scheduler = DDIMScheduler.from_pretrained(str(folder / "scheduler"))
+    prior = VideoPrior(f"{folder.name} (text: transport copy)", unet, vae, text.encoder, text.tokenizer, scheduler,
+                       device=device, dtype=dtype)
+    prior.native_resolution = trained_resolution(folder)
+    prior.folder = folder.resolve()
+    return prior

@@ -146,3 +146,15 @@ def check_prior_on_cases(prior, cases: list[dict], split: dict, *, frames: int =
             progress(i + 1, len(cases), result)
     result.chance /= max(result.clips, 1)
     return result
+
+
+def evaluation_captions(split: dict) -> list[str]:
+    """Every caption the checks can score: the training wording of every motion and the split's
+    held-out paraphrases with its held-out nouns (for a transport copy of the text encoder)."""
+    from .motion_data import KINDS, all_descriptions
+
+    captions = {c for kind in KINDS for label in KIND_MOTIONS[kind] for c in all_descriptions(kind, label)}
+    for kind, nouns in split["nouns"].items():
+        for phrases in split["paraphrases"].values():
+            captions |= {_article(phrase.format(n=noun)) for phrase in phrases for noun in nouns}
+    return sorted(captions)

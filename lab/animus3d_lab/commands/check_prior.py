@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classify each case's ground-truth clip among captions worded like its prompt "
                              "(held-out cases: evals/suite_heldout.jsonl, wording from --split)")
     parser.add_argument("--split", metavar="FILE.json", help="the held-out split (default evals/split.json)")
+    parser.add_argument("--text-transport", metavar="FOLDER",
+                        help="load a MiniLM-conditioned prior folder with this transport copy of its text encoder")
     parser.add_argument("--out", metavar="FILE.json", help="write the result here")
 
 
@@ -42,7 +44,15 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         raise CommandError(str(exc)) from None
     try:
-        prior = load_prior(args.prior, device=device)
+        if args.text_transport:
+            from ..frozen_text import FrozenTextError, load_prior_with_transport
+
+            try:
+                prior = load_prior_with_transport(args.prior, args.text_transport, device=device)
+            except (FrozenTextError, OSError) as exc:
+                raise CommandError(str(exc)) from None
+        else:
+            prior = load_prior(args.prior, device=device)
     except PriorLoadError as exc:
         raise CommandError(str(exc)) from None
     if args.suite:

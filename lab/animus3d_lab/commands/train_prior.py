@@ -88,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
             from ..frozen_text import write_transport_copy
 
             cfg = replace(base, **overrides, **tuning)
-            manifest = write_transport_copy(args.make_text_transport, training_captions(cfg), cfg.text_length)
+            from ..heldout import load_split
+            from ..prior_check import evaluation_captions
+
+            # the run's captions, and those the checks score (so the copy can also evaluate the prior)
+            captions = training_captions(cfg) + evaluation_captions(load_split())
+            manifest = write_transport_copy(args.make_text_transport, captions, cfg.text_length)
             print(json.dumps({"transport": args.make_text_transport, **manifest}))
             return 0
         trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume,
