@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import zmq
 
-from .protocol import (PROTOCOL_VERSION, Accepted, Attach, Cancel, Cancelled, Error, Heartbeat, Hello, Limits,
+from .protocol import (PROTOCOL_VERSION, Accepted, Attach, Attached, Cancel, Cancelled, Error, Heartbeat, Hello, Limits,
                        ProtocolError, Result, Status, Submit, Welcome, decode, encode)
 from .splat import GaussianSplat
 
@@ -103,6 +103,7 @@ class WorkerClient:
         self.token = token or user_token()
         self.instance_id: str | None = None  # the worker's, from WELCOME / HEARTBEAT
         self.following: set[str] = set()  # jobs accepted or attached here whose outcome has not arrived
+        self._unanswered_attach: dict[str, float] = {}  # job id -> when ATTACH was last sent, until ATTACHED
 
     # ---- state ------------------------------------------------------------------------------
     @property
@@ -172,6 +173,10 @@ class WorkerClient:
     def attach(self, job_id: str) -> None:
         """Makes this client the one the job's progress and result go to (same token or key only)."""
         self.following.add(job_id)
+        self._send_attach(job_id)
+
+    def _send_attach(self, job_id: str) -> None:
+        self._unanswered_attach[job_id] = time.monotonic()
         self._send(Attach(job_id=job_id, token=self.token))
 
     def request_status(self) -> None:
@@ -231,6 +236,7 @@ class WorkerClient:
             if now - start >= max_time_s:
                 break
         now = time.monotonic()
+        self._resend_attaches(now)
         if now - self._last_sent >= self.heartbeat_interval_s:
             try:
                 self._send(Heartbeat())
@@ -247,18 +253,31 @@ class WorkerClient:
         if previous is None or previous == instance_id:
             return []
         for job_id in sorted(self.following):
-            try:
-                self._send(Attach(job_id=job_id, token=self.token))
-            except ClientError:
-                break
+            self._unanswered_attach[job_id] = 0.0  # sent by _resend_attaches, again until answered
+        self._resend_attaches(time.monotonic())
         return [Error(code="worker_restarted", message=f"the worker at {self.address} restarted; "
                                                        f"re-attached {len(self.following)} job(s)")]
+
+    def _resend_attaches(self, now: float) -> None:
+        """Sends ATTACH again for jobs whose ATTACH got no answer (a send queue full while the worker
+        was away drops it), at most once per heartbeat interval (the worker takes repeats)."""
+        for job_id, sent_at in list(self._unanswered_attach.items()):
+            if job_id not in self.following:
+                del self._unanswered_attach[job_id]
+            elif now - sent_at >= max(self.heartbeat_interval_s, 0.25):
+                try:
+                    self._send_attach(job_id)
+                except ClientError:
+                    return
 
     def _track(self, message: Any) -> None:
         if isinstance(message, Accepted):
             self.following.add(message.job_id)
+        elif isinstance(message, Attached):
+            self._unanswered_attach.pop(message.job_id, None)
         elif isinstance(message, (Result, Cancelled)) or (isinstance(message, Error) and message.job_id):
             self.following.discard(message.job_id)
+            self._unanswered_attach.pop(message.job_id, None)
 
     def wait_for(self, predicate: Callable[[Any], bool], timeout_s: float) -> Any:
         """Blocks until a message satisfies ``predicate`` (CLI and tests only).

@@ -150,3 +150,47 @@ def test_requests_before_connect_and_half_curve_keys_are_refused():
         client.request_status()
     with pytest.raises(ClientError):
         WorkerClient("tcp://127.0.0.1:9", curve_server_public=b"x" * 40)
+
+
+def test_a_restart_re_attaches_every_followed_job_until_the_worker_answers():
+    """After a restart the client re-attaches its jobs; an ATTACH that goes unanswered (dropped from a
+    send queue that filled while the worker was away) is sent again until ATTACHED arrives."""
+    ctx = zmq.Context.instance()
+    first = ctx.socket(zmq.ROUTER)
+    first.linger = 0
+    port = first.bind_to_random_port("tcp://127.0.0.1")
+    address = f"tcp://127.0.0.1:{port}"
+    client = WorkerClient(address, timeout_s=60.0, heartbeat_interval_s=0.05)
+    client.connect()
+    identity, _ = receive(first)
+    reply(first, identity, p.Welcome(worker_version="1", device="cpu", models={}, max_gaussians=10,
+                                     max_queued_per_client=4, instance_id="first"))
+    reply(first, identity, p.Accepted(job_id="job-1", queue_position=0))
+    assert client.wait_for(lambda m: isinstance(m, p.Accepted), 5.0).job_id == "job-1"
+    first.close(0)
+    second = ctx.socket(zmq.ROUTER)
+    second.linger = 0
+    second.bind(address)
+    try:
+        attaches, restarted, answered_at = [], False, None
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and (answered_at is None or time.monotonic() < answered_at + 0.5):
+            received = client.poll()
+            restarted = restarted or any(isinstance(m, p.Error) and m.code == "worker_restarted" for m in received)
+            while second.poll(0):
+                peer, *frames = second.recv_multipart()
+                message = p.decode(frames, p.Limits())
+                if isinstance(message, p.Heartbeat):
+                    reply(second, peer, p.Heartbeat(instance_id="second"))
+                elif isinstance(message, p.Attach):
+                    attaches.append(message.job_id)
+                    if len(attaches) == 2:  # the first one is "lost"
+                        reply(second, peer, p.Attached(job_id="job-1", state="running", queue_position=0))
+                        answered_at = time.monotonic()
+            time.sleep(0.005)
+        assert restarted
+        assert attaches == ["job-1", "job-1"]  # sent again while unanswered, then no more
+        assert client.following == {"job-1"}  # still waiting for the job's outcome
+    finally:
+        client.close()
+        second.close(0)
