@@ -187,7 +187,12 @@ class ANIMUS3D_OT_clear_animation(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.active_object is not None and bake.baked_frames(context.active_object) > 0
+        obj = context.active_object
+        if obj is None or obj.type != "MESH":
+            return False
+        job = SESSION.job
+        running_here = job is not None and job.active and job.object_name == obj.name
+        return bake.baked_frames(obj) > 0 or (bake.preview_frames(obj) > 0 and not running_here)
 
     def execute(self, context):
         bake.clear_animation(context.active_object, context.scene)

@@ -42,6 +42,40 @@ def user_dir(tmp_path, installed) -> Path:
     return copy_user_dir(installed[0], tmp_path / "user")
 
 
+@pytest.fixture(scope="session")
+def installed42(tmp_path_factory, addon_zip) -> Path:
+    """Like ``installed``, for headless Blender 4.2 (skips when make test has not created it)."""
+    if not BPY42_PYTHON.exists():
+        pytest.skip(f"no headless Blender 4.2 at {BPY42_PYTHON} (make test creates it)")
+    user = tmp_path_factory.mktemp("template42") / "user"
+    user.mkdir()
+    run_scenario("install_zip.py", user, str(addon_zip), python=BPY42_PYTHON)
+    return user
+
+
+@pytest.mark.parametrize("blender", ["4.2", "5.0"])
+def test_motion_is_data_retimed_nla_disabled_and_linked(request, tmp_path, blender):
+    """Defect 6: position, rotation and scale of every frame come from the object's Action through
+    the motion modifier; no frame-change handler, so retiming the keys, an NLA strip, the add-on
+    disabled, a Blender without the extension and a linked copy all show the same frames."""
+    template = request.getfixturevalue("installed42" if blender == "4.2" else "installed")
+    template = template if blender == "4.2" else template[0]
+    python = BPY42_PYTHON if blender == "4.2" else None
+    r = run_scenario("motion_as_data.py", copy_user_dir(template, tmp_path / "user"), str(tmp_path), "bake",
+                     python=python)
+    assert r["blender"][:2] == [int(v) for v in blender.split(".")]
+    assert r["handlers"] == 0 and r["shape_keys"] is False
+    assert r["fcurves"] == ['modifiers["Animus3D Motion"]["Socket_1"]'], r["fcurves"]  # one keyed input
+    for check in ("at_11", "shifted", "shifted_disabled", "nla"):
+        assert r[check]["ok"], (check, r[check])
+    assert r["disabled"]
+    bare = tmp_path / "bare" / "user"  # a Blender that never had the extension
+    bare.mkdir(parents=True)
+    r = run_scenario("motion_as_data.py", bare, str(tmp_path), "without", python=python)
+    assert r["addon_enabled"] is False and r["linked_library"]
+    assert r["opened"]["ok"] and r["linked"]["ok"], r
+
+
 def test_zip_is_a_complete_extension(addon_zip):
     names = zipfile.ZipFile(addon_zip).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
