@@ -13,7 +13,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import local_worker, operators, panel, properties, session
+from . import keys, local_worker, operators, panel, properties, session
 
 _MODULES = (properties, operators, panel)
 
@@ -38,7 +38,8 @@ def reattach() -> bool:
             continue
         prefs = properties.preferences()
         try:
-            session.SESSION.connect(session.SESSION.address or prefs.worker_address, prefs.heartbeat_timeout_s)
+            session.SESSION.connect(session.SESSION.address or prefs.worker_address, prefs.heartbeat_timeout_s,
+                                    keys.from_preferences(prefs))
             session.SESSION.attach(props.job_id, props.job_object, scene.name)
         except Exception as exc:  # noqa: BLE001 - shown in the panel; loading a file must not fail
             session.SESSION.error = f"cannot re-attach to job {props.job_id}: {exc}"

@@ -74,6 +74,7 @@ class Session:
     def __init__(self) -> None:
         self.client = None
         self.address = ""
+        self.curve = None
         self.welcome = None
         self.status = None
         self.error = ""
@@ -83,17 +84,22 @@ class Session:
         self._status_asked = 0.0
 
     # ---- connection ----------------------------------------------------------------------
-    def connect(self, address: str, heartbeat_timeout_s: float | None = None) -> None:
-        """(Re)connect to ``address``; returns at once, WELCOME arrives through :func:`tick`."""
+    def connect(self, address: str, heartbeat_timeout_s: float | None = None, curve=None) -> None:
+        """(Re)connect to ``address``; returns at once, WELCOME arrives through :func:`tick`.
+        ``curve``: (server public, client public, client secret) CURVE keys, or None. A changed
+        address or changed keys make a new connection."""
         from .animus3d_shared.client import WorkerClient
 
-        if self.client is not None and self.address == address and not self.client.lost:
+        if self.client is not None and self.address == address and self.curve == curve and not self.client.lost:
             return
         self.disconnect()
         kwargs = {} if heartbeat_timeout_s is None else {"timeout_s": float(heartbeat_timeout_s)}
+        if curve is not None:
+            kwargs.update(curve_server_public=curve[0], curve_client_public=curve[1], curve_client_secret=curve[2])
         self.client = WorkerClient(address, client_name="animus3d-blender", **kwargs)
         self.client.connect()
         self.address = address
+        self.curve = curve
         self.error = ""
 
     def disconnect(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import BPY42_PYTHON, ROOT, Worker, copy_user_dir, run_scenario
+from .harness import ANIMUS3D, BPY42_PYTHON, ROOT, Worker, copy_user_dir, run_scenario
 
 pytestmark = [
     pytest.mark.blender,
@@ -304,3 +304,24 @@ def test_artist_session_presets_address_delete_reports(user_dir, tmp_path, worke
     assert any(level == "WARNING" and "deleted" in text for level, text in r["reports"]), r["reports"]
     assert r["face_domain_is_splat"] is False and "domain" in r["face_domain_error"]
     assert r["retime"] == {"frames": 13, "fps": 24.0, "exact": True, "keeps_clip_frames": True}
+
+
+def test_curve_keys_from_preferences_connect_to_an_authenticated_worker(user_dir, tmp_path):
+    """Defect 8: the worker's public key and the client's key pair are set in the preferences and
+    used by the next Connect; without them the authenticated worker does not answer."""
+    import subprocess
+
+    keys = tmp_path / "keys"
+    subprocess.run([str(ANIMUS3D), "keygen", str(keys), "--client", "blender"], check=True, capture_output=True)
+    worker = Worker(tmp_path, "--keys", str(keys))
+    try:
+        worker.wait_listening()
+        r = run_scenario("curve_connect.py", user_dir, worker.address, str(keys / "server.key"),
+                         str(keys / "clients" / "blender.key_secret"))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- worker log\n{worker.log_text()[-3000:]}") from None
+    finally:
+        worker.kill()
+    assert r["missing_file"] == ["CANCELLED"] and "not found" in r["missing_file_error"], r
+    assert r["plain"]["welcome"] is False and r["plain"]["error"], r
+    assert r["curve"] == {"welcome": True, "error": "", "device": "cpu", "encrypted": True}, r
