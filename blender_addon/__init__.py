@@ -1,9 +1,11 @@
 """Animus3D for Blender: animate a Gaussian splat from a text prompt.
 
 Registering installs the panel, operators, a timer running :func:`session.tick`, and handlers:
-``frame_change_post`` (shows each frame's rotation/scale), ``load_post`` (re-attaches to the job a
-reopened file was waiting for) and ``undo_post``. Unregistering removes all of them, closes the
-worker connection and stops a worker started from Blender.
+``load_post`` (re-attaches to the job a reopened file was waiting for) and ``undo_post`` /
+``redo_post`` (the frame writer starts again on the restored data). A baked animation needs no
+handler: it is the object's Action and a Geometry Nodes modifier (:mod:`.motion`), so it plays
+with the add-on disabled. Unregistering removes all of them, closes the worker connection and
+stops a worker started from Blender.
 """
 
 from __future__ import annotations
@@ -11,28 +13,21 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import bake, local_worker, operators, panel, properties, session
+from . import keys, local_worker, operators, panel, properties, session
 
 _MODULES = (properties, operators, panel)
 
 
 @persistent
 def _on_load_post(*_args) -> None:
-    bake.forget_shown()
     reattach()
 
 
 @persistent
 def _on_undo(*_args) -> None:
-    bake.forget_shown()
     job = session.SESSION.job
     if job is not None:
         job.writer = None
-
-
-@persistent
-def _on_frame_change(scene, depsgraph=None) -> None:
-    bake.on_frame_change(scene, depsgraph)
 
 
 def reattach() -> bool:
@@ -43,7 +38,8 @@ def reattach() -> bool:
             continue
         prefs = properties.preferences()
         try:
-            session.SESSION.connect(session.SESSION.address or prefs.worker_address, prefs.heartbeat_timeout_s)
+            session.SESSION.connect(session.SESSION.address or prefs.worker_address, prefs.heartbeat_timeout_s,
+                                    keys.from_preferences(prefs))
             session.SESSION.attach(props.job_id, props.job_object, scene.name)
         except Exception as exc:  # noqa: BLE001 - shown in the panel; loading a file must not fail
             session.SESSION.error = f"cannot re-attach to job {props.job_id}: {exc}"
@@ -56,7 +52,6 @@ _HANDLERS = (
     (bpy.app.handlers.load_post, _on_load_post),
     (bpy.app.handlers.undo_post, _on_undo),
     (bpy.app.handlers.redo_post, _on_undo),
-    (bpy.app.handlers.frame_change_post, _on_frame_change),
 )
 
 
@@ -78,6 +73,5 @@ def unregister() -> None:
             handlers.remove(fn)
     session.SESSION.close()
     local_worker.stop()
-    bake.forget_shown()
     for module in reversed(_MODULES):
         module.unregister()

@@ -1,20 +1,19 @@
 """Baking an animation into a splat object, in small time-bounded units.
 
-Layout on the object (documented in docs/blender.md):
+Layout on the object (documented in docs/blender.md; the node group is in :mod:`.motion`):
 
-- shape keys: ``Basis`` (the original positions) and ``animus3d_f0000`` … one per frame holding
-  absolute positions ``x + dx_t``; each is keyed 0 on scene frame F−1, 1 on F, 0 on F+1 with
-  CONSTANT interpolation, where F = ``frame_start + t``; so exactly frame t's key is 1 on frame F;
-- per-frame point attributes ``animus3d_f0000_rot`` (QUATERNION, ``normalise(dq_t ⊗ q)``) and
-  ``animus3d_f0000_scale`` (FLOAT_VECTOR, ``s + ds_t``, log-space);
-- ``animus3d_base_rot`` / ``animus3d_base_scale``: the original rotations and log-scales;
-- a ``frame_change_post`` handler copies the current frame's rotation/scale into the standard
-  ``rot_0..3`` / ``scale_0..2`` attributes, so KIRI-style renderers and our viewport display see the
-  deformed Gaussians; outside the animated range they show the original values;
-- custom properties ``animus3d_frames`` and ``animus3d_frame_start`` on the object.
+- per-frame point attributes ``animus3d_f{t}_pos`` (FLOAT_VECTOR, absolute positions ``x + dx_t``),
+  ``animus3d_f{t}_rot`` (QUATERNION, ``normalise(dq_t ⊗ q)``) and ``animus3d_f{t}_scale``
+  (FLOAT_VECTOR, ``s + ds_t``, log-space); the mesh itself keeps the original splat;
+- the *Animus3D Motion* modifier's ``Clip Frame`` input keyed in the object's Action: −1 on
+  ``start − 1``, ``t`` on ``start + t``, −1 on ``start + frames`` (CONSTANT);
+- a live preview writes ``animus3d_p{t}_*`` and keys ``Preview Frame`` instead, with the
+  modifier's ``Preview`` input on; the finished bake replaces it, cancel and failure remove it;
+- custom properties ``animus3d_frames`` / ``animus3d_frame_start`` (a finished bake) and
+  ``animus3d_preview_frames`` / ``animus3d_preview_start`` (a preview) on the object.
 
 The same :class:`FrameWriter` serves live previews (driven from the timer tick with a deadline) and
-the final bake (run to completion), so a preview and a result leave identical structures.
+the final bake (run to completion).
 """
 
 from __future__ import annotations
@@ -24,37 +23,29 @@ import time
 
 import numpy as np
 
+from . import motion
 from .animus3d_shared.deformation import Animation
 from .retime import frame_of
-from .splat_mesh import (
-    BASE_ROT,
-    BASE_SCALE,
-    get_float_attribute,
-    get_positions,
-    get_vector_attribute,
-    key_points,
-    set_float_attribute,
-    set_vector_attribute,
-)
+from .splat_mesh import get_float_attribute, get_positions, get_vector_attribute, set_vector_attribute
 
-KEY_PREFIX = "animus3d_f"
 PROP_FRAMES = "animus3d_frames"
 PROP_START = "animus3d_frame_start"
-PROP_OWN_BASIS = "animus3d_own_basis"
+PROP_PREVIEW_FRAMES = "animus3d_preview_frames"
+PROP_PREVIEW_START = "animus3d_preview_start"
 ROT_CHUNK = 40_000  # Gaussians per rotation unit (about 3 ms of numpy on a laptop core)
-_FRAME_ATTR = re.compile(r"^animus3d_f\d{4}_(rot|scale)$")
+_FRAME_ATTR = re.compile(r"^(animus3d_[fp])(\d+)_(pos|rot|scale)$")
 
 
-def key_name(t: int) -> str:
-    return f"{KEY_PREFIX}{t:04d}"
+def pos_attr(t: int, prefix: str = motion.BAKE_PREFIX) -> str:
+    return motion.attr_name(prefix, t, "pos")
 
 
-def rot_attr(t: int) -> str:
-    return f"{KEY_PREFIX}{t:04d}_rot"
+def rot_attr(t: int, prefix: str = motion.BAKE_PREFIX) -> str:
+    return motion.attr_name(prefix, t, "rot")
 
 
-def scale_attr(t: int) -> str:
-    return f"{KEY_PREFIX}{t:04d}_scale"
+def scale_attr(t: int, prefix: str = motion.BAKE_PREFIX) -> str:
+    return motion.attr_name(prefix, t, "scale")
 
 
 def quat_compose(dq: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -90,38 +81,27 @@ def fcurves_of(id_data):
     return action.fcurves
 
 
-def _key_fcurve(key, name: str):
-    fcurves = fcurves_of(key)
-    if fcurves is None:
-        return None
-    return fcurves.find(f'key_blocks["{name}"].value')
-
-
 # ---- base state ------------------------------------------------------------------------------
 class BaseState:
-    """The object's rest state: positions, rotations, log-scales (read once per job)."""
+    """The object's rest state: positions, rotations, log-scales (read once per job). The mesh
+    always holds the original splat: the motion modifier changes only the evaluated copy."""
 
     def __init__(self, obj):
         mesh = obj.data
-        ensure_base_attributes(mesh)
         self.means = get_positions(mesh)
-        self.quats = get_vector_attribute(mesh, BASE_ROT, 4)
-        self.log_scales = get_vector_attribute(mesh, BASE_SCALE, 3)
+        self.quats = np.stack([get_float_attribute(mesh, f"rot_{c}") for c in range(4)], axis=1)
+        self.log_scales = np.stack([get_float_attribute(mesh, f"scale_{c}") for c in range(3)], axis=1)
         self.count = self.means.shape[0]
 
 
-def ensure_base_attributes(mesh) -> None:
-    """Copy the standard rot/scale attributes into the base attributes the first time."""
-    if BASE_ROT not in mesh.attributes:
-        quats = np.stack([get_float_attribute(mesh, f"rot_{c}") for c in range(4)], axis=1)
-        set_vector_attribute(mesh, BASE_ROT, "QUATERNION", quats)
-    if BASE_SCALE not in mesh.attributes:
-        scales = np.stack([get_float_attribute(mesh, f"scale_{c}") for c in range(3)], axis=1)
-        set_vector_attribute(mesh, BASE_SCALE, "FLOAT_VECTOR", scales)
-
-
 def baked_frames(obj) -> int:
+    """Frames of the finished bake (a preview does not count)."""
     return int(obj.get(PROP_FRAMES, 0)) if obj is not None else 0
+
+
+def preview_frames(obj) -> int:
+    """Frames of the live preview the object shows (0: none)."""
+    return int(obj.get(PROP_PREVIEW_FRAMES, 0)) if obj is not None else 0
 
 
 # ---- writer ----------------------------------------------------------------------------------
@@ -131,13 +111,17 @@ class FrameWriter:
     ``load(animation, indices)`` queues every frame; ``step(deadline)`` writes units until the
     ``time.perf_counter()`` deadline would be passed and returns True once everything is written.
     ``indices`` (for subsampled previews) names the Gaussians the animation covers; the others
-    keep what they had.
+    keep what they had. A preview writer (``preview=True``) writes the preview data set and keys it
+    at once, so scrubbing plays the frames written so far; a bake writer's frames become visible
+    only in :meth:`finish`, which keys the clip and removes the preview.
     """
 
-    def __init__(self, obj, frames: int, frame_start: int = 1, base: BaseState | None = None):
+    def __init__(self, obj, frames: int, frame_start: int = 1, base: BaseState | None = None, preview: bool = False):
         self.obj = obj
         self.frames = int(frames)
         self.frame_start = int(frame_start)
+        self.preview = bool(preview)
+        self.prefix = motion.PREVIEW_PREFIX if preview else motion.BAKE_PREFIX
         self.base = base if base is not None else BaseState(obj)
         self._animation: Animation | None = None
         self._indices: np.ndarray | None = None
@@ -148,14 +132,31 @@ class FrameWriter:
 
     # -- structure
     def prepare(self) -> None:
-        """Remove a previous bake if its frame count differs, record the layout, set the range."""
+        """Add the motion modifier; a preview writer also keys the preview and switches it on."""
+        import bpy
+
         obj = self.obj
-        if int(obj.get(PROP_START, self.frame_start)) != self.frame_start:
-            remove_frames(obj, 0)  # keyframes sit on other scene frames: start again
-        elif baked_frames(obj) > self.frames:
-            remove_frames(obj, self.frames)  # keep the frames both have; they get overwritten
+        motion.ensure_modifier(bpy, obj)
+        if not self.preview:
+            return
+        if (preview_frames(obj), int(obj.get(PROP_PREVIEW_START, self.frame_start))) != (self.frames, self.frame_start):
+            remove_frames(obj, self.prefix, self.frames)
+            motion.key_clip(obj, motion.PREVIEW_FRAME, self.frame_start, self.frames, fcurves_of)
+        obj[PROP_PREVIEW_FRAMES] = self.frames
+        obj[PROP_PREVIEW_START] = self.frame_start
+        motion.set_input(obj, motion.PREVIEW, True)
+
+    def finish(self) -> None:
+        """Make a written bake the object's animation: key the clip, drop frames of an older,
+        longer bake, remove the preview. A preview writer has nothing to finish."""
+        if self.preview:
+            return
+        obj = self.obj
+        remove_frames(obj, self.prefix, self.frames)
+        motion.key_clip(obj, motion.CLIP_FRAME, self.frame_start, self.frames, fcurves_of)
         obj[PROP_FRAMES] = self.frames
         obj[PROP_START] = self.frame_start
+        discard_preview(obj)
 
     def set_scene_range(self, scene) -> None:
         scene.frame_start = self.frame_start
@@ -207,37 +208,24 @@ class FrameWriter:
     def run(self) -> None:
         self.step(float("inf"))
 
+    def _read_or(self, name: str, width: int, default: np.ndarray) -> np.ndarray:
+        mesh = self.obj.data
+        return get_vector_attribute(mesh, name, width) if name in mesh.attributes else default.copy()
+
     def _frame_units(self, t: int):
-        obj, mesh, base = self.obj, self.obj.data, self.base
-        anim, idx = self._animation, self._indices
-        name = key_name(t)
-        keys = mesh.shape_keys
-        if keys is None or keys.reference_key is None:
-            obj.shape_key_add(name="Basis", from_mix=False)
-            obj[PROP_OWN_BASIS] = True
-            keys = mesh.shape_keys
-            yield
+        mesh, base = self.obj.data, self.base
+        anim, idx, prefix = self._animation, self._indices, self.prefix
         dpos_t, drot_t, dscale_t = frame_of(anim, t)
         yield
-        block = keys.key_blocks.get(name)
-        if block is None:
-            block = obj.shape_key_add(name=name, from_mix=False)
-            yield
-            _keyframe_block(keys, block, self.frame_start + t)
-            yield
         # positions
-        points = key_points(block)
         if idx is None:
             pos = base.means + dpos_t
         else:
-            pos = np.empty(base.count * 3, np.float32)
-            points.foreach_get("co", pos)
-            pos = pos.reshape(-1, 3)
+            pos = self._read_or(pos_attr(t, prefix), 3, base.means)
             pos[idx] = base.means[idx] + dpos_t
-        points.foreach_set("co", np.ascontiguousarray(pos, np.float32).ravel())
+        set_vector_attribute(mesh, pos_attr(t, prefix), "FLOAT_VECTOR", pos)
         yield
         # rotations, in chunks
-        rname = rot_attr(t)
         if idx is None:
             rot = np.empty((base.count, 4), np.float32)
             for lo in range(0, base.count, ROT_CHUNK):
@@ -245,68 +233,63 @@ class FrameWriter:
                 rot[lo:hi] = quat_compose(drot_t[lo:hi], base.quats[lo:hi])
                 yield
         else:
-            rot = get_vector_attribute(mesh, rname, 4) if rname in mesh.attributes else base.quats.copy()
+            rot = self._read_or(rot_attr(t, prefix), 4, base.quats)
             rot[idx] = quat_compose(drot_t, base.quats[idx])
             yield
-        set_vector_attribute(mesh, rname, "QUATERNION", rot)
+        set_vector_attribute(mesh, rot_attr(t, prefix), "QUATERNION", rot)
         # scales
-        sname = scale_attr(t)
         if idx is None:
             scale = base.log_scales + dscale_t
         else:
-            scale = get_vector_attribute(mesh, sname, 3) if sname in mesh.attributes else base.log_scales.copy()
+            scale = self._read_or(scale_attr(t, prefix), 3, base.log_scales)
             scale[idx] = base.log_scales[idx] + dscale_t
-        set_vector_attribute(mesh, sname, "FLOAT_VECTOR", scale)
-        _shown.pop(obj.name, None)  # the frame handler must re-apply this frame
+        set_vector_attribute(mesh, scale_attr(t, prefix), "FLOAT_VECTOR", scale)
+        mesh.update_tag()
         yield
 
 
-def _keyframe_block(keys, block, frame: int) -> None:
-    """Key ``block``: 0 on frame−1, 1 on frame, 0 on frame+1, all CONSTANT."""
-    for f, v in ((frame - 1, 0.0), (frame, 1.0), (frame + 1, 0.0)):
-        block.value = v
-        block.keyframe_insert("value", frame=f)
-    block.value = 0.0
-    fcurve = _key_fcurve(keys, block.name)
-    if fcurve is not None:
-        for point in fcurve.keyframe_points:
-            point.interpolation = "CONSTANT"
-
-
 def bake_animation(obj, animation: Animation, scene=None, frame_start: int = 1) -> FrameWriter:
-    """Bake a whole animation now (blocking): shape keys, keyframes, rotation/scale per frame."""
+    """Bake a whole animation now (blocking); with ``scene``, set its range and fps to the clip."""
     writer = FrameWriter(obj, animation.num_frames, frame_start)
     writer.prepare()
     writer.load(animation)
     writer.run()
+    writer.finish()
     if scene is not None:
         writer.set_scene_range(scene)
         if animation.fps:
             scene.render.fps = max(1, int(round(animation.fps)))
             scene.render.fps_base = 1.0
-        apply_frame(obj, scene.frame_current)
     obj.data.update()
     return writer
 
 
 # ---- removal ---------------------------------------------------------------------------------
-def remove_frames(obj, first: int) -> None:
-    """Remove our shape keys, their F-curves and per-frame attributes for frames ≥ ``first``."""
+def remove_frames(obj, prefix: str, first: int) -> None:
+    """Remove the per-frame attributes of data set ``prefix`` for frames ≥ ``first``."""
     mesh = obj.data
-    keys = mesh.shape_keys
-    if keys is not None:
-        fcurves = fcurves_of(keys)
-        for block in list(keys.key_blocks):
-            if block.name.startswith(KEY_PREFIX) and int(block.name[len(KEY_PREFIX):len(KEY_PREFIX) + 4]) >= first:
-                if fcurves is not None:
-                    fc = fcurves.find(f'key_blocks["{block.name}"].value')
-                    if fc is not None:
-                        fcurves.remove(fc)
-                obj.shape_key_remove(block)
-    for attr in [a.name for a in mesh.attributes if _FRAME_ATTR.match(a.name)]:
-        if int(attr[len(KEY_PREFIX):len(KEY_PREFIX) + 4]) >= first:
-            mesh.attributes.remove(mesh.attributes[attr])
-    _shown.pop(obj.name, None)
+    for name in [a.name for a in mesh.attributes]:
+        m = _FRAME_ATTR.match(name)
+        if m and m.group(1) == prefix and int(m.group(2)) >= first:
+            mesh.attributes.remove(mesh.attributes[name])
+
+
+def discard_preview(obj) -> bool:
+    """Remove a live preview (its attributes, keys and properties). True when there was one."""
+    had = preview_frames(obj) > 0 or any(_is_preview_attr(a.name) for a in obj.data.attributes)
+    remove_frames(obj, motion.PREVIEW_PREFIX, 0)
+    motion.remove_keys(obj, motion.PREVIEW_FRAME, fcurves_of)
+    motion.set_input(obj, motion.PREVIEW, False)
+    for prop in (PROP_PREVIEW_FRAMES, PROP_PREVIEW_START):
+        if prop in obj:
+            del obj[prop]
+    obj.data.update_tag()
+    return had
+
+
+def _is_preview_attr(name: str) -> bool:
+    m = _FRAME_ATTR.match(name)
+    return m is not None and m.group(1) == motion.PREVIEW_PREFIX
 
 
 PROP_SCENE_RANGE = "animus3d_scene_range"  # (start, end) before "fit scene range", then what it set
@@ -333,70 +316,16 @@ def restore_scene_range(obj, scene) -> None:
 
 
 def clear_animation(obj, scene=None) -> None:
-    """Remove our shape keys, their F-curves and per-frame attributes; restore rot/scale and the
-    scene range a bake fitted."""
+    """Remove the bake and any preview (attributes, keys, the motion modifier) and the scene range
+    a bake fitted; the mesh itself always holds the original splat."""
     restore_scene_range(obj, scene)
-    mesh = obj.data
-    remove_frames(obj, 0)
-    keys = mesh.shape_keys
-    if keys is not None and obj.get(PROP_OWN_BASIS) and len(keys.key_blocks) == 1:
-        obj.shape_key_remove(keys.key_blocks[0])
-    if BASE_ROT in mesh.attributes and BASE_SCALE in mesh.attributes:
-        _write_standard(mesh, get_vector_attribute(mesh, BASE_ROT, 4), get_vector_attribute(mesh, BASE_SCALE, 3))
-        mesh.attributes.remove(mesh.attributes[BASE_ROT])
-        mesh.attributes.remove(mesh.attributes[BASE_SCALE])
-    for prop in (PROP_FRAMES, PROP_START, PROP_OWN_BASIS):
+    discard_preview(obj)
+    remove_frames(obj, motion.BAKE_PREFIX, 0)
+    motion.remove_keys(obj, motion.CLIP_FRAME, fcurves_of)
+    mod = obj.modifiers.get(motion.MODIFIER_NAME)
+    if mod is not None:
+        obj.modifiers.remove(mod)
+    for prop in (PROP_FRAMES, PROP_START):
         if prop in obj:
             del obj[prop]
-    _shown.pop(obj.name, None)
-    mesh.update()
-
-
-# ---- frame change: show the current frame's rotation and scale ---------------------------------
-_shown: dict[str, int] = {}  # object name -> frame index whose rot/scale the standard attrs hold
-
-
-def _write_standard(mesh, quats: np.ndarray, log_scales: np.ndarray) -> None:
-    for c in range(4):
-        set_float_attribute(mesh, f"rot_{c}", quats[:, c])
-    for c in range(3):
-        set_float_attribute(mesh, f"scale_{c}", log_scales[:, c])
-
-
-def frame_index(obj, scene_frame: int) -> int:
-    """The animation frame shown on ``scene_frame`` (−1: outside the animated range)."""
-    t = scene_frame - int(obj.get(PROP_START, 1))
-    return t if 0 <= t < baked_frames(obj) else -1
-
-
-def apply_frame(obj, scene_frame: int) -> None:
-    """Make the standard rot/scale attributes hold the values of ``scene_frame``."""
-    mesh = obj.data
-    t = frame_index(obj, scene_frame)
-    if t >= 0 and not (rot_attr(t) in mesh.attributes and scale_attr(t) in mesh.attributes):
-        t = -1  # not written yet (a preview in progress)
-    if _shown.get(obj.name) == t:
-        return
-    if t < 0:
-        if BASE_ROT not in mesh.attributes:
-            return
-        quats, scales = get_vector_attribute(mesh, BASE_ROT, 4), get_vector_attribute(mesh, BASE_SCALE, 3)
-    else:
-        quats, scales = get_vector_attribute(mesh, rot_attr(t), 4), get_vector_attribute(mesh, scale_attr(t), 3)
-    _write_standard(mesh, quats, scales)
-    _shown[obj.name] = t
-    mesh.update()
-
-
-def on_frame_change(scene, _depsgraph=None) -> None:
-    """``frame_change_post`` handler: every animated object shows its current rotation/scale."""
-    for obj in scene.objects:
-        if obj.type == "MESH" and PROP_FRAMES in obj:
-            try:
-                apply_frame(obj, scene.frame_current)
-            except (KeyError, ValueError):
-                continue
-
-
-def forget_shown() -> None:
-    _shown.clear()
+    obj.data.update()

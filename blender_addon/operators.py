@@ -6,7 +6,7 @@ import bpy
 from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from . import bake, local_worker, ply_io
+from . import bake, keys, local_worker, ply_io
 from .animus3d_shared.splat import SplatError
 from .properties import derive_static_prompt, preferences
 from .session import SESSION
@@ -74,8 +74,8 @@ class ANIMUS3D_OT_connect(bpy.types.Operator):
     def execute(self, context):
         prefs = preferences(context)
         try:
-            SESSION.connect(prefs.worker_address, prefs.heartbeat_timeout_s)
-        except Exception as exc:  # bad address strings raise from zmq
+            SESSION.connect(prefs.worker_address, prefs.heartbeat_timeout_s, keys.from_preferences(prefs))
+        except Exception as exc:  # bad address strings raise from zmq; key files KeyFileError
             self.report({"ERROR"}, f"Cannot connect to {prefs.worker_address}: {exc}")
             return {"CANCELLED"}
         SESSION.request_status()
@@ -155,9 +155,10 @@ class ANIMUS3D_OT_animate(bpy.types.Operator):
             props.static_prompt = derive_static_prompt(obj.name)
         prefs = preferences(context)
         try:
-            SESSION.connect(worker_address(prefs), prefs.heartbeat_timeout_s)
+            local = local_worker.running()  # a worker started from Blender listens on loopback, without keys
+            SESSION.connect(worker_address(prefs), prefs.heartbeat_timeout_s, None if local else keys.from_preferences(prefs))
             SESSION.submit(obj, scene, props.prompt.strip(), props.static_prompt.strip(), props.job_settings(), int(props.seed))
-        except (RuntimeError, SplatMeshError, SplatError, ValueError) as exc:
+        except (RuntimeError, SplatMeshError, SplatError, ValueError) as exc:  # KeyFileError is a ValueError
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self.report({"INFO"}, f"Submitted {obj.name!r} to {SESSION.address}")
@@ -187,7 +188,12 @@ class ANIMUS3D_OT_clear_animation(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.active_object is not None and bake.baked_frames(context.active_object) > 0
+        obj = context.active_object
+        if obj is None or obj.type != "MESH":
+            return False
+        job = SESSION.job
+        running_here = job is not None and job.active and job.object_name == obj.name
+        return bake.baked_frames(obj) > 0 or (bake.preview_frames(obj) > 0 and not running_here)
 
     def execute(self, context):
         bake.clear_animation(context.active_object, context.scene)

@@ -114,6 +114,10 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
             row = layout.row(align=True)
             row.operator("animus3d.export_ply_sequence")
             row.operator("animus3d.clear_animation")
+        elif obj is not None and bake.preview_frames(obj):
+            layout.label(text=f"Preview ({bake.preview_frames(obj)} frames), not a bake", icon="HIDE_OFF")
+            if not (job is not None and job.active and job.object_name == obj.name):
+                layout.operator("animus3d.clear_animation", text="Remove Preview")
 
 
 CLASSES = (ANIMUS3D_PT_panel,)

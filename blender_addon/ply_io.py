@@ -8,9 +8,9 @@ import numpy as np
 
 from .animus3d_shared import ply
 from .animus3d_shared.splat import GaussianSplat
-from .bake import baked_frames, key_name, rot_attr, scale_attr
+from .bake import baked_frames, pos_attr, rot_attr, scale_attr
 from .display import add_display
-from .splat_mesh import key_points, mesh_from_splat, splat_from_mesh
+from .splat_mesh import get_vector_attribute, mesh_from_splat, splat_from_mesh
 
 
 class ExportError(ValueError):
@@ -44,17 +44,12 @@ def frame_splat(obj, t: int, base: GaussianSplat | None = None) -> GaussianSplat
     """The full splat of baked frame ``t`` (positions, rotations and scales of that frame)."""
     mesh = obj.data
     base = base if base is not None else splat_from_mesh(mesh)
-    n = base.count
-    block = mesh.shape_keys.key_blocks[key_name(t)] if mesh.shape_keys else None
-    if block is None or rot_attr(t) not in mesh.attributes:
+    if any(name(t) not in mesh.attributes for name in (pos_attr, rot_attr, scale_attr)):
         raise ExportError(f"{obj.name!r} has no baked frame {t}")
-    means = np.empty(n * 3, np.float32)
-    key_points(block).foreach_get("co", means)
-    quats = np.empty(n * 4, np.float32)
-    mesh.attributes[rot_attr(t)].data.foreach_get("value", quats)
-    scales = np.empty(n * 3, np.float32)
-    mesh.attributes[scale_attr(t)].data.foreach_get("vector", scales)
-    return base.with_arrays(means=means.reshape(n, 3), quats=quats.reshape(n, 4), log_scales=scales.reshape(n, 3))
+    means = get_vector_attribute(mesh, pos_attr(t), 3)
+    quats = get_vector_attribute(mesh, rot_attr(t), 4)
+    scales = get_vector_attribute(mesh, scale_attr(t), 3)
+    return base.with_arrays(means=means, quats=quats, log_scales=scales)
 
 
 def export_ply_sequence(obj, directory: str) -> list[str]:

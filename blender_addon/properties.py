@@ -85,18 +85,32 @@ class Animus3DPreferences(bpy.types.AddonPreferences):
         default=DEFAULT_COMMAND,
     )
     heartbeat_timeout_s: FloatProperty(name="Heartbeat timeout (s)", default=10.0, min=1.0, max=600.0)
+    server_key_file: StringProperty(
+        name="Worker public key", subtype="FILE_PATH", default="",
+        description="CURVE: the worker's server.key (made by `animus3d keygen DIR`); empty for a local worker",
+    )
+    client_key_file: StringProperty(
+        name="Client key pair", subtype="FILE_PATH", default="",
+        description="CURVE: this client's NAME.key_secret (made by `animus3d keygen DIR --client NAME`)",
+    )
 
     def draw(self, _context):
         col = self.layout.column()
         col.prop(self, "worker_address")
         col.prop(self, "worker_command")
         col.prop(self, "heartbeat_timeout_s")
+        box = col.box()
+        box.label(text="Authenticated worker (CURVE keys, applied on the next Connect or Animate)")
+        box.prop(self, "server_key_file")
+        box.prop(self, "client_key_file")
 
 
 class _Defaults:
     worker_address = DEFAULT_ADDRESS
     worker_command = DEFAULT_COMMAND
     heartbeat_timeout_s = 10.0
+    server_key_file = ""
+    client_key_file = ""
 
 
 def preferences(context=None):

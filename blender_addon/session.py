@@ -27,6 +27,7 @@ POLL_MAX_MESSAGES = 16
 POLL_MAX_TIME_S = 0.003
 STATUS_EVERY_S = 5.0  # queue/state refresh for the panel while connected
 PROP_JOB = "animus3d_job_id"
+PROP_JOB_START = "animus3d_job_frame_start"
 ACTIVE_PHASES = ("submitting", "running", "baking")
 
 
@@ -73,6 +74,7 @@ class Session:
     def __init__(self) -> None:
         self.client = None
         self.address = ""
+        self.curve = None
         self.welcome = None
         self.status = None
         self.error = ""
@@ -82,17 +84,22 @@ class Session:
         self._status_asked = 0.0
 
     # ---- connection ----------------------------------------------------------------------
-    def connect(self, address: str, heartbeat_timeout_s: float | None = None) -> None:
-        """(Re)connect to ``address``; returns at once, WELCOME arrives through :func:`tick`."""
+    def connect(self, address: str, heartbeat_timeout_s: float | None = None, curve=None) -> None:
+        """(Re)connect to ``address``; returns at once, WELCOME arrives through :func:`tick`.
+        ``curve``: (server public, client public, client secret) CURVE keys, or None. A changed
+        address or changed keys make a new connection."""
         from .animus3d_shared.client import WorkerClient
 
-        if self.client is not None and self.address == address and not self.client.lost:
+        if self.client is not None and self.address == address and self.curve == curve and not self.client.lost:
             return
         self.disconnect()
         kwargs = {} if heartbeat_timeout_s is None else {"timeout_s": float(heartbeat_timeout_s)}
+        if curve is not None:
+            kwargs.update(curve_server_public=curve[0], curve_client_public=curve[1], curve_client_secret=curve[2])
         self.client = WorkerClient(address, client_name="animus3d-blender", **kwargs)
         self.client.connect()
         self.address = address
+        self.curve = curve
         self.error = ""
 
     def disconnect(self) -> None:
@@ -116,9 +123,9 @@ class Session:
         if self.job is not None and self.job.active:
             raise RuntimeError("a job is already running; cancel it first")
         splat = splat_from_object(obj)
-        bake.ensure_base_attributes(obj.data)  # here, not in the first preview's tick
         self.job = JobState(object_name=obj.name, scene_name=scene.name, message="submitting",
                             frame_start=int(scene.frame_current))
+        obj[PROP_JOB_START] = self.job.frame_start  # a reopened file re-attaches with it
         self.client.submit(splat, prompt, static_prompt=static_prompt, settings=settings, seed=seed)
         return self.job
 
@@ -128,7 +135,7 @@ class Session:
             raise RuntimeError("not connected to a worker")
         obj = bpy.data.objects.get(object_name)
         scene = bpy.data.scenes.get(scene_name)
-        start = int(obj.get(bake.PROP_START, 0)) if obj is not None else 0
+        start = int(obj.get(PROP_JOB_START, obj.get(bake.PROP_START, 0))) if obj is not None else 0
         start = start or (int(scene.frame_current) if scene is not None else 1)
         self.job = JobState(object_name=object_name, scene_name=scene_name, job_id=job_id, phase="running",
                             message="re-attaching", frame_start=start)
@@ -210,7 +217,9 @@ class Session:
             job.phase = "cancelled"
             job.message = "cancelled"
             job.pending_preview = None
+            job.writer = None
             _store_job_id(job, "")
+            _discard_preview(job)
             if was_active:
                 self.report("INFO", f"Animus3D: the job of {job.object_name!r} was cancelled")
         elif kind == "Error":
@@ -219,7 +228,10 @@ class Session:
                 job.phase = "failed"
                 job.error = text
                 job.message = text
+                job.pending_preview = job.pending_result = None
+                job.writer = None
                 _store_job_id(job, "")
+                _discard_preview(job)
             if getattr(msg, "code", "") in ("unreachable", "lost", "timeout") or job is None or not mine:
                 self.error = text
             self.report("ERROR", f"Animus3D: {text}")
@@ -259,7 +271,7 @@ class Session:
                 anim = retime(anim, scene_fps(scene))
             job.pending_result = None
             job.result_animation = anim
-            job.writer = _writer_for(obj, anim.num_frames, job.writer, job.frame_start)
+            job.writer = _writer_for(obj, anim.num_frames, job.writer, job.frame_start, preview=False)
             job.writer.load(anim, indices)
             job.writer_is_result = True
             changed = True
@@ -269,7 +281,7 @@ class Session:
             if indices is None and anim.num_gaussians != len(obj.data.vertices):
                 job.message = f"preview of {anim.num_gaussians} Gaussians (subsampled, no indices) not shown"
                 return True
-            job.writer = _writer_for(obj, anim.num_frames, job.writer, job.frame_start)
+            job.writer = _writer_for(obj, anim.num_frames, job.writer, job.frame_start, preview=True)
             job.writer.load(anim, indices)
             job.previews_applied += 1
             changed = True
@@ -279,10 +291,9 @@ class Session:
             writer.step(deadline)
             if writer.done:
                 changed = True
-                if scene is not None and time.perf_counter() < deadline:
-                    bake.apply_frame(obj, scene.frame_current)
                 obj.data.update_tag()
                 if job.writer_is_result:
+                    writer.finish()
                     if scene is not None and getattr(getattr(scene, "animus3d", None), "fit_scene_range", False):
                         bake.fit_scene_range(obj, scene, writer.frame_start, writer.frames)
                     job.phase, job.message = "done", "animation baked"
@@ -309,14 +320,15 @@ class Session:
         self.job = None
 
 
-def _writer_for(obj, frames: int, current: bake.FrameWriter | None, frame_start: int) -> bake.FrameWriter:
-    if current is not None and current.frames == frames and current.frame_start == frame_start:
+def _writer_for(obj, frames: int, current: bake.FrameWriter | None, frame_start: int, preview: bool) -> bake.FrameWriter:
+    if (current is not None and current.frames == frames and current.frame_start == frame_start
+            and current.preview == preview):
         try:
             if current.obj == obj:
                 return current
         except ReferenceError:
             pass
-    writer = bake.FrameWriter(obj, frames, frame_start=frame_start)
+    writer = bake.FrameWriter(obj, frames, frame_start=frame_start, preview=preview)
     writer.prepare()
     return writer
 
@@ -345,6 +357,16 @@ def _error_text(msg) -> str:
     return f"{text} ({code})" if code not in text else text
 
 
+def _discard_preview(job: JobState) -> None:
+    """A job that ends without a result leaves no preview behind (a finished bake stays)."""
+    obj = bpy.data.objects.get(job.object_name)
+    if obj is not None and obj.type == "MESH":
+        try:
+            bake.discard_preview(obj)
+        except ReferenceError:
+            pass
+
+
 def _store_job_id(job: JobState, job_id: str) -> None:
     """Keep the running job's id in the scene and on the object, so a reopened file re-attaches."""
     scene = bpy.data.scenes.get(job.scene_name)
@@ -355,8 +377,10 @@ def _store_job_id(job: JobState, job_id: str) -> None:
     if obj is not None:
         if job_id:
             obj[PROP_JOB] = job_id
-        elif PROP_JOB in obj:
-            del obj[PROP_JOB]
+        else:
+            for prop in (PROP_JOB, PROP_JOB_START):
+                if prop in obj:
+                    del obj[prop]
 
 
 def _undo_push(message: str) -> None:

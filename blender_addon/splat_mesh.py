@@ -4,9 +4,8 @@ The attribute names are the INRIA 3DGS PLY property names (``f_dc_0..2``, ``f_re
 ``opacity``, ``scale_0..2``, ``rot_0..3``), the same ones Blender's own PLY importer and KIRI's
 3DGS Render add-on use, so any mesh carrying them is a valid splat here and ours work there.
 
-While an animation is baked the standard ``rot_*``/``scale_*`` attributes show the current frame;
-the original values are kept in ``animus3d_base_rot`` (QUATERNION) and ``animus3d_base_scale``
-(FLOAT_VECTOR), and :func:`splat_from_mesh` reads those when present.
+The mesh always holds the original splat; an animation changes only the evaluated geometry (the
+motion modifier, :mod:`.motion`).
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import numpy as np
 
 from .animus3d_shared.splat import GaussianSplat
 
-BASE_ROT = "animus3d_base_rot"
-BASE_SCALE = "animus3d_base_scale"
 REQUIRED = ("f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 
 
@@ -138,12 +135,8 @@ def splat_from_mesh(mesh) -> GaussianSplat:
     for c in range(3):
         for j in range(k):
             sh_rest[:, j, c] = get_float_attribute(mesh, f"f_rest_{c * k + j}")
-    if BASE_ROT in mesh.attributes and BASE_SCALE in mesh.attributes:
-        quats = get_vector_attribute(mesh, BASE_ROT, 4)
-        log_scales = get_vector_attribute(mesh, BASE_SCALE, 3)
-    else:
-        quats = np.stack([get_float_attribute(mesh, f"rot_{c}") for c in range(4)], axis=1)
-        log_scales = np.stack([get_float_attribute(mesh, f"scale_{c}") for c in range(3)], axis=1)
+    quats = np.stack([get_float_attribute(mesh, f"rot_{c}") for c in range(4)], axis=1)
+    log_scales = np.stack([get_float_attribute(mesh, f"scale_{c}") for c in range(3)], axis=1)
     return GaussianSplat(
         means=get_positions(mesh),
         quats=np.ascontiguousarray(quats, np.float32),

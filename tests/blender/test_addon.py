@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import BPY42_PYTHON, ROOT, Worker, copy_user_dir, run_scenario
+from .harness import ANIMUS3D, BPY42_PYTHON, ROOT, Worker, copy_user_dir, run_scenario
 
 pytestmark = [
     pytest.mark.blender,
@@ -40,6 +40,40 @@ def installed(tmp_path_factory, addon_zip) -> tuple[Path, dict]:
 @pytest.fixture
 def user_dir(tmp_path, installed) -> Path:
     return copy_user_dir(installed[0], tmp_path / "user")
+
+
+@pytest.fixture(scope="session")
+def installed42(tmp_path_factory, addon_zip) -> Path:
+    """Like ``installed``, for headless Blender 4.2 (skips when make test has not created it)."""
+    if not BPY42_PYTHON.exists():
+        pytest.skip(f"no headless Blender 4.2 at {BPY42_PYTHON} (make test creates it)")
+    user = tmp_path_factory.mktemp("template42") / "user"
+    user.mkdir()
+    run_scenario("install_zip.py", user, str(addon_zip), python=BPY42_PYTHON)
+    return user
+
+
+@pytest.mark.parametrize("blender", ["4.2", "5.0"])
+def test_motion_is_data_retimed_nla_disabled_and_linked(request, tmp_path, blender):
+    """Defect 6: position, rotation and scale of every frame come from the object's Action through
+    the motion modifier; no frame-change handler, so retiming the keys, an NLA strip, the add-on
+    disabled, a Blender without the extension and a linked copy all show the same frames."""
+    template = request.getfixturevalue("installed42" if blender == "4.2" else "installed")
+    template = template if blender == "4.2" else template[0]
+    python = BPY42_PYTHON if blender == "4.2" else None
+    r = run_scenario("motion_as_data.py", copy_user_dir(template, tmp_path / "user"), str(tmp_path), "bake",
+                     python=python)
+    assert r["blender"][:2] == [int(v) for v in blender.split(".")]
+    assert r["handlers"] == 0 and r["shape_keys"] is False
+    assert r["fcurves"] == ['modifiers["Animus3D Motion"]["Socket_1"]'], r["fcurves"]  # one keyed input
+    for check in ("at_11", "shifted", "shifted_disabled", "nla"):
+        assert r[check]["ok"], (check, r[check])
+    assert r["disabled"]
+    bare = tmp_path / "bare" / "user"  # a Blender that never had the extension
+    bare.mkdir(parents=True)
+    r = run_scenario("motion_as_data.py", bare, str(tmp_path), "without", python=python)
+    assert r["addon_enabled"] is False and r["linked_library"]
+    assert r["opened"]["ok"] and r["linked"]["ok"], r
 
 
 def test_zip_is_a_complete_extension(addon_zip):
@@ -105,6 +139,7 @@ def test_register_unregister_twice_leaves_nothing(user_dir):
     assert len(rounds) == 2
     for state in rounds:
         assert state["ops"] and state["timer"] and state["handlers"] == 2 and state["scene_props"]
+        assert state["frame_change_handlers"] == 0  # a bake plays without one
         assert state["tick_interval"] == pytest.approx(0.05)
         assert not state["after_timer"] and state["after_handlers"] == 0
         assert not state["after_panel"] and not state["after_scene_props"]
@@ -119,17 +154,22 @@ def test_import_bake_export_reload(user_dir, tmp_path):
     assert want <= set(r["float_attrs"])
     assert r["roundtrip_exact"] and r["native_matches"]
     assert r["modifier"] == ["NODES"] and r["display_pointcloud"] == 1500 and r["display_radius_ok"]
+    frame_attrs = sorted(f"animus3d_f{t}_{w}" for t in range(5) for w in ("pos", "rot", "scale"))
     for stage in ("bake", "reloaded"):
         b = r[stage]
-        assert b["keys"] == ["Basis"] + [f"animus3d_f{t:04d}" for t in range(5)]
+        assert b["frame_attrs"] == frame_attrs and b["shape_keys"] is False
+        assert b["modifiers"] == ["Animus3D Motion", "Animus3D Display"]  # motion first: the display sees it
+        assert b["fcurves"] == ['modifiers["Animus3D Motion"]["Socket_1"]']
         assert b["range"] == [1, 5] and b["fps"] == 12
         for check in ("pos_ok", "key_ok", "interp_ok", "rot_ok", "scale_ok", "outside_is_original"):
             assert b[check], (stage, check)
     assert r["export"]["files"] == [f"frame_{t:04d}.ply" for t in range(5)] and r["export"]["frame2_ok"]
     rebake = r["rebake"]
-    assert rebake["keys"] == ["Basis"] + [f"animus3d_f{t:04d}" for t in range(3)]
-    assert len(rebake["frame_attrs"]) == 6 and len(rebake["fcurves"]) == 3 and rebake["range"] == [1, 3]
-    assert r["cleared"] == {"shape_keys": False, "original": True, "standard_rot_original": True}
+    assert rebake["frame_attrs"] == sorted(f"animus3d_f{t}_{w}" for t in range(3) for w in ("pos", "rot", "scale"))
+    assert len(rebake["fcurves"]) == 1 and rebake["range"] == [1, 3]
+    assert rebake["keys"] == [[0.0, -1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [4.0, -1.0]]
+    assert r["cleared"] == {"attrs": [], "modifiers": ["Animus3D Display"], "original": True,
+                            "standard_rot_original": True}
     assert r["slow_estimate_writer_done"], "a writer with a high cost estimate must still make progress"
 
 
@@ -167,7 +207,7 @@ def test_animate_with_real_worker_bakes_and_survives_reload(user_dir, tmp_path, 
     assert r["accepted"] and r["scene_job_id"] and r["object_job_id"] == r["scene_job_id"]
     assert r["static_prompt"] == "a 3D model of a blob"
     assert r["phase"] == "done", r["error"]
-    assert r["frames"] >= 4 and r["keys"] == r["frames"] + 1
+    assert r["frames"] >= 4 and r["frame_attrs"] == 3 * r["frames"]
     # non-destructive: the clip starts on the current frame (11), the scene keeps 24 fps and 1-250,
     # and the clip is resampled to 24 fps (its duration kept)
     assert r["range"] == [1, 250] and r["fps"] == 24 and r["start"] == 11
@@ -189,6 +229,19 @@ def test_cancel_mid_job(user_dir, tmp_path, worker):
     r = _animate(user_dir, tmp_path, worker, "cancel")
     assert r["accepted"] and r["phase"] == "cancelled" and r["scene_job_id_after"] == ""
     assert r["cancel_s"] < 30
+    _assert_preview_then_nothing(r)
+
+
+def _assert_preview_then_nothing(r):
+    """Defect 3: a preview is shown as a preview (never as a bake: no Export/Remove Animation), and
+    a job that ends without a result leaves nothing behind."""
+    during = r["during"]
+    assert during["preview_frames"] > 0 and during["baked_frames"] == 0, during
+    assert any(name.startswith("animus3d_p") for name in during["frame_attrs"]), during
+    assert not during["export_poll"] and not during["remove_poll"], during
+    after = r["after"]
+    assert after == {"baked_frames": 0, "preview_frames": 0, "frame_attrs": [], "fcurves": [],
+                     "export_poll": False, "remove_poll": False}, after
 
 
 @pytest.mark.slow
@@ -198,6 +251,7 @@ def test_killed_worker_gives_a_clear_error_in_time(user_dir, tmp_path, worker):
     assert "did not answer" in r["error"]
     assert r["detect_s"] < 3.0 + 2.0  # heartbeat timeout (3 s in the scenario) plus slack
     assert r["max_tick_s"] < 0.1
+    _assert_preview_then_nothing(r)
 
 
 def test_bake_blend_writes_a_file_that_plays(tmp_path, user_dir):
@@ -221,8 +275,8 @@ def test_bake_blend_writes_a_file_that_plays(tmp_path, user_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = run_scenario("check_blend.py", user_dir, str(out))
     assert r["object"] == "s" and r["vertices"] == 600
-    assert r["keys"] == ["Basis"] + [f"animus3d_f{t:04d}" for t in range(6)]
-    assert r["range"] == [1, 6] and r["frames_prop"] == 6 and r["modifiers"] == ["Animus3D Display"]
+    assert r["frame_attrs"] == sorted(f"animus3d_f{t}_{w}" for t in range(6) for w in ("pos", "rot", "scale"))
+    assert r["range"] == [1, 6] and r["frames_prop"] == 6 and r["modifiers"] == ["Animus3D Motion", "Animus3D Display"]
 
 
 def test_bake_500k_gaussians_16_frames_under_3s(user_dir):
@@ -250,3 +304,24 @@ def test_artist_session_presets_address_delete_reports(user_dir, tmp_path, worke
     assert any(level == "WARNING" and "deleted" in text for level, text in r["reports"]), r["reports"]
     assert r["face_domain_is_splat"] is False and "domain" in r["face_domain_error"]
     assert r["retime"] == {"frames": 13, "fps": 24.0, "exact": True, "keeps_clip_frames": True}
+
+
+def test_curve_keys_from_preferences_connect_to_an_authenticated_worker(user_dir, tmp_path):
+    """Defect 8: the worker's public key and the client's key pair are set in the preferences and
+    used by the next Connect; without them the authenticated worker does not answer."""
+    import subprocess
+
+    keys = tmp_path / "keys"
+    subprocess.run([str(ANIMUS3D), "keygen", str(keys), "--client", "blender"], check=True, capture_output=True)
+    worker = Worker(tmp_path, "--keys", str(keys))
+    try:
+        worker.wait_listening()
+        r = run_scenario("curve_connect.py", user_dir, worker.address, str(keys / "server.key"),
+                         str(keys / "clients" / "blender.key_secret"))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- worker log\n{worker.log_text()[-3000:]}") from None
+    finally:
+        worker.kill()
+    assert r["missing_file"] == ["CANCELLED"] and "not found" in r["missing_file_error"], r
+    assert r["plain"]["welcome"] is False and r["plain"]["error"], r
+    assert r["curve"] == {"welcome": True, "error": "", "device": "cpu", "encrypted": True}, r

@@ -14,7 +14,7 @@ import numpy as np
 
 from animus3d_shared import samples
 from animus3d_shared.deformation import quat_multiply, quat_normalise
-from common import clean_scene, enable_addon, finish, run_ticks
+from common import clean_scene, enable_addon, evaluated_splat, finish, run_ticks
 
 work, address, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 worker_pid = int(sys.argv[4]) if len(sys.argv) > 4 else None
@@ -60,19 +60,36 @@ result["scene_job_id"] = props.job_id
 result["object_job_id"] = obj.get("animus3d_job_id", "")
 result["welcome_device"] = str(getattr(session.SESSION.welcome, "device", ""))
 
+
+
+def leftovers():
+    """What of a job's data is on the object: bake-looking state, preview data, panel operators."""
+    return {"baked_frames": addon.bake.baked_frames(obj), "preview_frames": addon.bake.preview_frames(obj),
+            "frame_attrs": sorted(a.name for a in obj.data.attributes if a.name.startswith("animus3d_")),
+            "fcurves": [fc.data_path for fc in (addon.bake.fcurves_of(obj) or ())],
+            "export_poll": bpy.ops.animus3d.export_ply_sequence.poll(),
+            "remove_poll": bpy.ops.animus3d.clear_animation.poll()}
+
+
 if mode == "cancel":
-    run_ticks(addon, lambda: job.stage == "msd" or finished(), 120)
+    # a preview is on the object (the MSD stage previews its first step) before cancelling
+    run_ticks(addon, lambda: (job.stage == "msd" and job.previews_applied >= 1 and job.writer is not None
+                              and job.writer.done) or finished(), 180)
+    result["during"] = leftovers()
     assert bpy.ops.animus3d.cancel() == {"FINISHED"}
     t0 = time.monotonic()
     run_ticks(addon, finished, 60)
-    result.update(phase=job.phase, cancel_s=time.monotonic() - t0, scene_job_id_after=props.job_id, error=job.error)
+    result.update(phase=job.phase, cancel_s=time.monotonic() - t0, scene_job_id_after=props.job_id, error=job.error,
+                  after=leftovers(), original_shown=bool(np.array_equal(evaluated_splat(obj, 12)[0], splat.means)))
 elif mode == "kill":
-    run_ticks(addon, lambda: job.stage == "msd" or finished(), 120)
+    run_ticks(addon, lambda: (job.stage == "msd" and job.previews_applied >= 1 and job.writer is not None
+                              and job.writer.done) or finished(), 180)
+    result["during"] = leftovers()
     os.kill(worker_pid, signal.SIGKILL)
     t0 = time.monotonic()
     run_ticks(addon, finished, 30)
     result.update(phase=job.phase, error=job.error, session_error=session.SESSION.error,
-                  detect_s=time.monotonic() - t0, max_tick_s=max(session.SESSION.tick_durations))
+                  detect_s=time.monotonic() - t0, max_tick_s=max(session.SESSION.tick_durations), after=leftovers())
 else:
     if mode == "reattach":
         bpy.ops.wm.save_as_mainfile(filepath=os.path.join(work, "pending.blend"))
@@ -88,29 +105,22 @@ else:
     anim = anim.animation() if hasattr(anim, "animation") else anim
     mesh = obj.data
     T = anim.num_frames
-    keys = mesh.shape_keys
     result["frames"] = T
-    result["keys"] = len(keys.key_blocks) if keys else 0
+    result["frame_attrs"] = sum(a.name.startswith("animus3d_f") for a in mesh.attributes)
     result["range"] = [scene.frame_start, scene.frame_end]
     result["fps"] = scene.render.fps
     result["clip"] = list(job.clip) if job.clip else None
     result["retimed_frames"] = addon.retime.retimed_frame_count(job.clip[0], job.clip[1], 24) if job.clip else None
     start = int(obj["animus3d_frame_start"])
     result["start"] = start
-    fcurves = addon.bake.fcurves_of(keys)
+    fc = addon.bake.fcurves_of(obj).find(addon.motion.input_path(obj, addon.motion.CLIP_FRAME))
     checks = {"pos": True, "keys": True, "rot": True, "scale": True}
+    for f in range(scene.frame_start, scene.frame_end + 1):
+        checks["keys"] &= abs(fc.evaluate(f) - (f - start if start <= f < start + T else -1.0)) < 1e-6
+    checks["keys"] &= all(p.interpolation == "CONSTANT" for p in fc.keyframe_points)
     for t in sorted({0, 1, T // 2, T - 1}):
-        kb = keys.key_blocks[f"animus3d_f{t:04d}"]
-        co = np.empty(len(mesh.vertices) * 3, np.float32)
-        kb.data.foreach_get("co", co)
-        checks["pos"] &= bool(np.allclose(co.reshape(-1, 3), splat.means + anim.delta_position[t], atol=1e-5))
-        fc = fcurves.find(f'key_blocks["{kb.name}"].value')
-        for f in range(scene.frame_start, scene.frame_end + 1):
-            checks["keys"] &= abs(fc.evaluate(f) - (1.0 if f == start + t else 0.0)) < 1e-6
-        checks["keys"] &= all(p.interpolation == "CONSTANT" for p in fc.keyframe_points)
-        scene.frame_set(start + t)
-        q = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"rot_{c}") for c in range(4)], 1)
-        s = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"scale_{c}") for c in range(3)], 1)
+        pos, q, s = evaluated_splat(obj, start + t)
+        checks["pos"] &= bool(np.allclose(pos, splat.means + anim.delta_position[t], atol=1e-5))
         checks["rot"] &= bool(np.allclose(q, quat_normalise(quat_multiply(anim.delta_rotation[t], splat.quats)), atol=1e-5))
         checks["scale"] &= bool(np.allclose(s, splat.log_scales + anim.delta_scale[t], atol=1e-5))
     result["checks"] = checks
@@ -120,10 +130,8 @@ else:
     bpy.ops.wm.save_as_mainfile(filepath=blend)
     bpy.ops.wm.open_mainfile(filepath=blend)
     obj = bpy.data.objects["Blob"]
-    kb = obj.data.shape_keys.key_blocks[f"animus3d_f{T - 1:04d}"]
-    co = np.empty(len(obj.data.vertices) * 3, np.float32)
-    kb.data.foreach_get("co", co)
-    result["reloaded_ok"] = bool(np.allclose(co.reshape(-1, 3), splat.means + anim.delta_position[T - 1], atol=1e-5))
+    pos = evaluated_splat(obj, start + T - 1)[0]
+    result["reloaded_ok"] = bool(np.allclose(pos, splat.means + anim.delta_position[T - 1], atol=1e-5))
     result["reloaded_job_id"] = bpy.context.scene.animus3d.job_id
 addon_module = addon
 bpy.ops.preferences.addon_disable(module="bl_ext.user_default.animus3d")

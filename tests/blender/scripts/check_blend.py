@@ -9,11 +9,10 @@ from common import finish
 bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
 scene = bpy.context.scene
 obj = next(o for o in bpy.data.objects if o.type == "MESH")
-keys = obj.data.shape_keys
 finish({
     "object": obj.name,
     "vertices": len(obj.data.vertices),
-    "keys": [kb.name for kb in keys.key_blocks] if keys else [],
+    "frame_attrs": sorted(a.name for a in obj.data.attributes if a.name.startswith("animus3d_")),
     "range": [scene.frame_start, scene.frame_end],
     "frames_prop": int(obj.get("animus3d_frames", 0)),
     "modifiers": [m.name for m in obj.modifiers],

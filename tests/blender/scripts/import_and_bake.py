@@ -62,48 +62,49 @@ scene = bpy.context.scene
 addon.bake.bake_animation(obj, anim, scene, frame_start=1)
 
 
-def evaluated_positions(obj):
-    """Positions after shape keys and the display modifier (a point cloud)."""
+def evaluated_points(obj):
+    """Positions, rotations and log-scales after the motion and display modifiers (a point cloud)."""
     ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
     geometry = ev.evaluated_geometry()  # keep it alive while reading
     pc = geometry.pointcloud
-    co = np.empty(len(pc.points) * 3, np.float32)
+    n = len(pc.points)
+    co = np.empty(n * 3, np.float32)
     pc.attributes["position"].data.foreach_get("vector", co)
-    return co.reshape(-1, 3)
+
+    def floats(name):
+        out = np.empty(n, np.float32)
+        pc.attributes[name].data.foreach_get("value", out)
+        return out
+
+    return (co.reshape(-1, 3), np.stack([floats(f"rot_{c}") for c in range(4)], 1),
+            np.stack([floats(f"scale_{c}") for c in range(3)], 1))
 
 
 def check_frames(obj, label):
     mesh = obj.data
-    keys = mesh.shape_keys
-    names = [kb.name for kb in keys.key_blocks]
-    out = {"keys": names, "range": [scene.frame_start, scene.frame_end], "fps": scene.render.fps}
-    fcurves = addon.bake.fcurves_of(keys)
-    pos_ok, key_ok, interp_ok, rot_ok, scale_ok = True, True, True, True, True
-    for t in range(T):
-        kb = keys.key_blocks[f"animus3d_f{t:04d}"]
-        co = np.empty(N * 3, np.float32)
-        kb.data.foreach_get("co", co)
-        pos_ok &= bool(np.allclose(co.reshape(N, 3), splat.means + dpos[t], atol=1e-6))
-        fc = fcurves.find(f'key_blocks["{kb.name}"].value')
-        for f in range(scene.frame_start - 1, scene.frame_end + 3):
-            want = 1.0 if f == 1 + t else 0.0
-            key_ok &= abs(fc.evaluate(f) - want) < 1e-6
-            key_ok &= abs(fc.evaluate(f + 0.5) - want) < 1e-6  # constant between frames
-        interp_ok &= all(p.interpolation == "CONSTANT" for p in fc.keyframe_points)
+    out = {"frame_attrs": sorted(a.name for a in mesh.attributes if a.name.startswith("animus3d_")),
+           "range": [scene.frame_start, scene.frame_end], "fps": scene.render.fps,
+           "modifiers": [m.name for m in obj.modifiers], "shape_keys": mesh.shape_keys is not None}
+    fcurves = addon.bake.fcurves_of(obj)
+    out["fcurves"] = [fc.data_path for fc in fcurves]
+    fc = fcurves[0]
+    key_ok = all(abs(fc.evaluate(f) - (f - 1 if 1 <= f <= T else -1)) < 1e-6 and
+                 abs(fc.evaluate(f + 0.5) - (f - 1 if 1 <= f <= T else -1)) < 1e-6  # constant between frames
+                 for f in range(-2, T + 4))
+    interp_ok = all(p.interpolation == "CONSTANT" for p in fc.keyframe_points)
+    pos_ok, rot_ok, scale_ok = True, True, True
     for f in (1, 3, 5):
         scene.frame_set(f)
         t = f - 1
-        q = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"rot_{c}") for c in range(4)], 1)
-        s = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"scale_{c}") for c in range(3)], 1)
+        pos, q, s = evaluated_points(obj)
         want_q = quat_normalise(quat_multiply(drot[t], splat.quats))
+        pos_ok &= bool(np.allclose(pos, splat.means + dpos[t], atol=1e-5))
         rot_ok &= bool(np.allclose(q, want_q, atol=1e-5))
         scale_ok &= bool(np.allclose(s, splat.log_scales + dscale[t], atol=1e-6))
-        # the evaluated positions on this frame are the frame's positions
-        pos_ok &= bool(np.allclose(evaluated_positions(obj), splat.means + dpos[t], atol=1e-5))
     scene.frame_set(20)  # outside: the originals
-    q = np.stack([addon.splat_mesh.get_float_attribute(mesh, f"rot_{c}") for c in range(4)], 1)
+    pos, q, s = evaluated_points(obj)
     out.update(pos_ok=pos_ok, key_ok=key_ok, interp_ok=interp_ok, rot_ok=rot_ok, scale_ok=scale_ok,
-               outside_is_original=bool(np.array_equal(q, splat.quats)))
+               outside_is_original=bool(np.array_equal(q, splat.quats) and np.array_equal(pos, splat.means)))
     return out
 
 
@@ -136,9 +137,9 @@ anim3 = Animation(dpos[:3].copy(), drot[:3].copy(), dscale[:3].copy(), fps=8.0)
 addon.bake.bake_animation(obj, anim3, scene, frame_start=1)
 mesh = obj.data
 result["rebake"] = {
-    "keys": [kb.name for kb in mesh.shape_keys.key_blocks],
-    "frame_attrs": sorted(a.name for a in mesh.attributes if a.name.startswith("animus3d_f")),
-    "fcurves": sorted(fc.data_path for fc in addon.bake.fcurves_of(mesh.shape_keys)),
+    "frame_attrs": sorted(a.name for a in mesh.attributes if a.name.startswith("animus3d_")),
+    "fcurves": [fc.data_path for fc in addon.bake.fcurves_of(obj)],
+    "keys": [tuple(p.co) for p in addon.bake.fcurves_of(obj)[0].keyframe_points],
     "range": [scene.frame_start, scene.frame_end],
 }
 
@@ -147,7 +148,8 @@ scene.frame_set(2)
 assert bpy.ops.animus3d.clear_animation() == {"FINISHED"}
 back = addon.splat_mesh.splat_from_object(obj)
 result["cleared"] = {
-    "shape_keys": obj.data.shape_keys is not None,
+    "attrs": sorted(a.name for a in obj.data.attributes if a.name.startswith("animus3d_")),
+    "modifiers": [m.name for m in obj.modifiers],
     "original": all(np.array_equal(getattr(back, f), getattr(splat, f)) for f in ("means", "quats", "log_scales")),
     "standard_rot_original": bool(np.array_equal(
         np.stack([addon.splat_mesh.get_float_attribute(obj.data, f"rot_{c}") for c in range(4)], 1), splat.quats)),

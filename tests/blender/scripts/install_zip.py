@@ -23,3 +23,6 @@ finish({
         ("real", {"motion_prior": "damo-vilab/text-to-video-ms-1.7b", "refine_prior": "cerspense/zeroscope_v2_576w"}),
         ("none", None))},
 })
+# bpy 4.2.0 in module mode crashes (SIGSEGV) in its interpreter-exit path after an extension was
+# installed in the same process; the result is written, so leave without that path.
+__import__("os")._exit(0)

@@ -10,8 +10,9 @@ for _ in range(2):
     state = {
         "ops": hasattr(bpy.ops.animus3d, "animate") and hasattr(bpy.ops.animus3d, "import_ply"),
         "timer": bpy.app.timers.is_registered(addon.session.tick),
-        "handlers": sum(fn.__module__.startswith(ADDON) for fn in bpy.app.handlers.frame_change_post)
-        + sum(fn.__module__.startswith(ADDON) for fn in bpy.app.handlers.load_post),
+        "handlers": sum(fn.__module__.startswith(ADDON) for fn in bpy.app.handlers.load_post)
+        + sum(fn.__module__.startswith(ADDON) for fn in bpy.app.handlers.undo_post),
+        "frame_change_handlers": sum(fn.__module__.startswith(ADDON) for fn in bpy.app.handlers.frame_change_post),
         "scene_props": hasattr(bpy.context.scene, "animus3d"),
         "tick_interval": addon.session.tick(),
     }

@@ -103,8 +103,7 @@ while True:
 if job.phase != "done":
     raise SystemExit(f"no bake: job phase {job.phase!r}, message {job.message!r}, error {session.SESSION.error!r}")
 stats = session.tick_stats()
-co = np.empty(n * 3, np.float32)
-obj.data.shape_keys.key_blocks[f"animus3d_f{frames - 1:04d}"].points.foreach_get("co", co)
+co = addon.splat_mesh.get_vector_attribute(obj.data, addon.bake.pos_attr(frames - 1), 3)
 session.SESSION.close()
 router.close(0)
 finish({**stats, "previews": job.previews_applied, "baked": job.phase == "done",
