@@ -48,7 +48,7 @@ MAX_ALPHA = 0.999  # gsplat 1.5.3 clamps a single Gaussian's alpha to this
 MIN_TRANSMITTANCE = 1e-4  # gsplat: a pixel is finished once T would drop to this
 MAX_EXTENT_SIGMA = 3.33  # gsplat's box half-size in standard deviations (before the opacity-aware bound)
 MAX_RADIUS_PX = 64  # cap on a footprint's half-size in pixels
-PAIRS_PER_CHUNK = 1 << 17  # pairs expanded at once; smaller chunks skip more hidden Gaussians
+PAIRS_PER_CHUNK = 1 << 20  # pairs expanded at once; smaller chunks skip more hidden Gaussians, larger ones pay less per chunk
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
