@@ -13,9 +13,17 @@ A run directory holds:
 - ``export/``: the fp16 diffusers folder (the ``worker/assets/prior/`` layout); its
   ``animus3d_prior.json`` carries the configuration, step and history.
 
+Text: with ``text_encoder="minilm"`` (the default) the UNet is conditioned on the frozen token
+states of the packaged all-MiniLM-L6-v2 (``frozen_text``), computed as the worker computes them, and
+the export's ``text_encoder/`` and ``tokenizer/`` refer to that package; with ``"clip"`` a small CLIP
+text encoder and a locally built tokenizer are trained with the UNet.
+
 Training has two phases: the VAE learns to reconstruct frames (``vae_steps``), then it is frozen,
-its latent scale measured, and the UNet and text encoder learn ε-prediction with the text dropped
-(replaced by "") with probability ``text_dropout`` for classifier-free guidance.
+its latent scale measured, and the UNet (and a CLIP text encoder) learn ε-prediction with the text
+dropped (replaced by "") with probability ``text_dropout`` for classifier-free guidance. A run may
+instead start from an exported prior (``init_from``): its VAE is kept frozen, its UNet weights are
+taken wherever the shapes agree (the cross-attention's key and value projections differ when the text
+encoder does), and training starts in the diffusion phase.
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .frozen_text import FrozenText, FrozenTextError
 from .motion_data import (DEFAULT_AMPLITUDE_RANGE, ORBIT_ELEVATION_DEG, MotionDataError, check_amplitude_range,
                           clip_specs, learnt_motions_document, make_object, mirror_caption, motion_animation, render_clip)
+from animus3d_worker.priors import minilm
 from animus3d_worker.priors.packing import PackingError, unpacked_folder
 from animus3d_worker.priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
 from animus3d_worker.understanding import LEARNT_MOTIONS
@@ -77,8 +87,10 @@ class TrainConfig:
     unet_channels: tuple[int, ...] = (48, 96, 96)  # ~5.4M params: the fp16 export stays under 15 MB
     unet_heads: int = 8
     vae_channels: tuple[int, ...] = (32, 64, 64)  # len-1 downsamples of 2: 64 px -> 16x16 latents
-    text_hidden: int = 128
-    text_layers: int = 2
+    text_hidden: int = 128  # "clip" only
+    text_layers: int = 2  # "clip" only
+    text_encoder: str = "minilm"  # "minilm": frozen packaged all-MiniLM-L6-v2; "clip": small CLIP trained here
+    text_length: int = 32  # tokens of a caption ("minilm"; "clip" uses MAX_TEXT_LENGTH)
     # optimisation
     batch_size: int = 16
     vae_batch_frames: int = 64
@@ -109,18 +121,29 @@ class TrainConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
 
 
-# What a saved configuration without the object-diversity fields was trained on.
-LEGACY_DATA_FIELDS = {"objects_per_kind": 6, "first_object_seed": 0}
+# What a saved configuration without the object-diversity or text-encoder fields was trained on.
+LEGACY_DATA_FIELDS = {"objects_per_kind": 6, "first_object_seed": 0, "text_encoder": "clip"}
 
 
 # ---- data ---------------------------------------------------------------------------------------------
 
 
+def dataset_specs(cfg: TrainConfig) -> list:
+    """The clip specs of ``cfg``'s dataset (deterministic; cheap: nothing is rendered)."""
+    return clip_specs(cfg.clips, seed=cfg.data_seed, amplitude_range=cfg.amplitude_range,
+                      objects_per_kind=cfg.objects_per_kind, first_object_seed=cfg.first_object_seed)
+
+
+def training_captions(cfg: TrainConfig) -> list[str]:
+    """Every caption a run on ``cfg`` conditions on: the clips', their mirrored forms and ""."""
+    captions = {spec.caption for spec in dataset_specs(cfg)}
+    return sorted(captions | {mirror_caption(c) for c in captions} | {""})
+
+
 def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
                    backend: str = "auto") -> tuple[torch.Tensor, list[str]]:
     """Renders ``cfg.clips`` synthetic clips: (uint8 [M, T, 3, H, W] on the CPU, captions)."""
-    specs = clip_specs(cfg.clips, seed=cfg.data_seed, amplitude_range=cfg.amplitude_range,
-                       objects_per_kind=cfg.objects_per_kind, first_object_seed=cfg.first_object_seed)
+    specs = dataset_specs(cfg)
     objects: dict[tuple[str, int], object] = {}
     clips = torch.empty((len(specs), cfg.frames, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
     for i, spec in enumerate(specs):
@@ -205,6 +228,10 @@ def check_config(cfg: TrainConfig) -> None:
         if any(c % groups for c in channels):
             raise TrainPriorError(f"{field_name} {list(channels)}: every width must be a multiple of {groups} "
                                   f"(the group-norm groups, min(32, smallest width / 2))")
+    if cfg.text_encoder not in ("minilm", "clip"):
+        raise TrainPriorError(f"text_encoder must be 'minilm' or 'clip', got {cfg.text_encoder!r}")
+    if not 2 <= cfg.text_length <= minilm.MAX_TOKENS:
+        raise TrainPriorError(f"text_length must be from 2 to {minilm.MAX_TOKENS}, got {cfg.text_length}")
     if cfg.text_hidden % 4:
         raise TrainPriorError(f"text_hidden must be a multiple of 4 (attention heads), got {cfg.text_hidden}")
     if not cfg.motion_weight >= 0:
@@ -219,7 +246,7 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def build_models(cfg: TrainConfig, tokenizer) -> dict:
-    """Fresh UNet3D, VAE and CLIP text encoder of ``cfg``'s sizes (seeded by ``cfg.seed``)."""
+    """Fresh UNet3D, VAE and (``"clip"``) CLIP text encoder of ``cfg``'s sizes (seeded by ``cfg.seed``)."""
     from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -232,7 +259,7 @@ def build_models(cfg: TrainConfig, tokenizer) -> dict:
             up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (n - 1),
             block_out_channels=tuple(cfg.unet_channels), layers_per_block=1,
             norm_num_groups=norm_groups(cfg.unet_channels),
-            cross_attention_dim=cfg.text_hidden, attention_head_dim=cfg.unet_heads,
+            cross_attention_dim=text_width(cfg), attention_head_dim=cfg.unet_heads,
         )
         vae = AutoencoderKL(
             in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
@@ -241,6 +268,8 @@ def build_models(cfg: TrainConfig, tokenizer) -> dict:
             up_block_types=("UpDecoderBlock2D",) * len(cfg.vae_channels),
             block_out_channels=tuple(cfg.vae_channels), sample_size=cfg.resolution,
         )
+        if cfg.text_encoder != "clip":
+            return {"unet": unet, "vae": vae}
         text = CLIPTextModel(CLIPTextConfig(
             vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_hidden * 4,
             num_hidden_layers=cfg.text_layers, num_attention_heads=4, max_position_embeddings=MAX_TEXT_LENGTH,
@@ -249,10 +278,17 @@ def build_models(cfg: TrainConfig, tokenizer) -> dict:
     return {"unet": unet, "vae": vae, "text_encoder": text}
 
 
+def text_width(cfg: TrainConfig) -> int:
+    """Width of the text states the UNet attends to."""
+    return minilm.HIDDEN if cfg.text_encoder == "minilm" else cfg.text_hidden
+
+
 def diffusion_parameters(models: dict) -> list[tuple[str, torch.nn.Parameter]]:
     """("component.parameter", parameter) of the models the diffusion phase trains, in the optimiser's
-    order: the names key the moving average (checkpoint and export)."""
-    return [(f"{name}.{key}", p) for name in DIFFUSION_COMPONENTS for key, p in models[name].named_parameters()]
+    order: the names key the moving average (checkpoint and export). A frozen text encoder is not
+    among the models."""
+    return [(f"{name}.{key}", p) for name in DIFFUSION_COMPONENTS if name in models
+            for key, p in models[name].named_parameters()]
 
 
 def count_parameters(models: dict) -> int:
@@ -283,7 +319,8 @@ def read_resumable_state(folder: Path) -> dict | None:
             raise TrainPriorError(f"{folder / EXPORT_MARKER} does not describe a training run")
         return {"config": info["config"], "state": {"phase": info["phase"], "step": int(info.get("step", 0)),
                                                     "total_seconds": float(info.get("seconds", 0.0)),
-                                                    "history": list(info.get("history", []))}}
+                                                    "history": list(info.get("history", [])),
+                                                    "initialised_from": info.get("initialised_from")}}
     return None
 
 
@@ -296,6 +333,7 @@ class TrainState:
     losses: list = None  # (phase, step, loss) every few steps
     history: list = None  # one entry per train() call: steps covered, seconds, settings (HISTORY_SETTINGS)
     ema_updates: int = 0  # updates of the weights' moving average (TrainConfig.ema_decay) so far
+    initialised_from: dict | None = None  # the exported prior a run started from (``init_from``), if any
 
     def __post_init__(self) -> None:
         self.losses = self.losses or []
@@ -307,7 +345,8 @@ class PriorTrainer:
 
     def __init__(self, run_dir: str | Path, cfg: TrainConfig | None = None, device: str = "cpu",
                  resume: str | Path | None = None, render_backend: str = "auto",
-                 tuning: dict | None = None) -> None:
+                 tuning: dict | None = None, init_from: str | Path | None = None,
+                 text_transport: str | Path | None = None) -> None:
         from diffusers import DDIMScheduler
 
         self.run_dir = Path(run_dir)
@@ -328,9 +367,20 @@ class PriorTrainer:
         bad = sorted(set(tuning or {}) - set(TUNABLE_ON_RESUME))
         if bad:
             raise TrainPriorError(f"cannot change {', '.join(bad)} of a run; only {', '.join(TUNABLE_ON_RESUME)}")
+        if resuming and init_from:
+            raise TrainPriorError(f"{ckpt} already holds this run's checkpoint: resume it, or start the run "
+                                  f"from {init_from} in a new run directory")
         self.cfg = replace(cfg or TrainConfig(), **(tuning or {}))
         check_config(self.cfg)  # before minutes of model building and dataset rendering
-        self.tokenizer = build_tokenizer(self.run_dir / "tokenizer")
+        self.text: FrozenText | None = None
+        if self.cfg.text_encoder == "minilm":
+            try:
+                self.text = FrozenText(self.cfg.text_length, text_transport, self.device)
+            except (FrozenTextError, minilm.EncoderMissing, OSError) as exc:
+                raise TrainPriorError(f"cannot load the frozen text encoder: {exc}") from None
+            self.tokenizer = self.text.tokenizer
+        else:
+            self.tokenizer = build_tokenizer(self.run_dir / "tokenizer")
         self.scheduler = DDIMScheduler(**MODELSCOPE_SCHEDULER)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
         self.models = build_models(self.cfg, self.tokenizer)
@@ -338,6 +388,8 @@ class PriorTrainer:
         self.ema: dict[str, torch.Tensor] | None = None  # "component.parameter" -> float32 average
         if resuming:
             self._load_checkpoint(ckpt, saved)
+        elif init_from:
+            self._initialise_from(Path(init_from))
         for m in self.models.values():
             m.to(self.device)
         if self.ema is not None:
@@ -365,11 +417,39 @@ class PriorTrainer:
         self.models = {
             "unet": UNet3DConditionModel.from_pretrained(str(ckpt / "unet")).float(),
             "vae": AutoencoderKL.from_pretrained(str(ckpt / "vae")).float(),
-            "text_encoder": CLIPTextModel.from_pretrained(str(ckpt / "text_encoder")).float(),
         }
+        if self.cfg.text_encoder == "clip":
+            self.models["text_encoder"] = CLIPTextModel.from_pretrained(str(ckpt / "text_encoder")).float()
         self.state = TrainState(**saved["state"])
         self.ema = self._load_ema(ckpt)
         log.info("resumed %s at phase %s step %d", ckpt, self.state.phase, self.state.step)
+
+    def _initialise_from(self, folder: Path) -> None:
+        """Starts the diffusion phase from an exported prior: its VAE (frozen, with its latent scale)
+        and every UNet weight whose shape fits this run's UNet; the rest keep their fresh values."""
+        from diffusers import AutoencoderKL, UNet3DConditionModel
+
+        if read_resumable_state(folder) is None:
+            raise TrainPriorError(f"{folder} is not an exported prior ({EXPORT_MARKER} missing)")
+        try:
+            source = unpacked_folder(folder, self.run_dir / "unpacked")
+            unet = UNet3DConditionModel.from_pretrained(str(source / "unet")).float()
+            vae = AutoencoderKL.from_pretrained(str(source / "vae")).float()
+        except (PackingError, OSError, ValueError) as exc:
+            raise TrainPriorError(f"cannot start from {folder}: {exc}") from None
+        if tuple(vae.config.block_out_channels) != tuple(self.cfg.vae_channels):
+            raise TrainPriorError(f"{folder}'s VAE has widths {list(vae.config.block_out_channels)}, this run "
+                                  f"{list(self.cfg.vae_channels)}")
+        own = self.models["unet"].state_dict()
+        taken = {k: v for k, v in unet.state_dict().items() if k in own and own[k].shape == v.shape}
+        if len(taken) < len(own) // 2:
+            raise TrainPriorError(f"{folder}'s UNet shares only {len(taken)} of {len(own)} weights with this run's")
+        self.models["unet"].load_state_dict(taken, strict=False)
+        self.models["vae"] = vae
+        self.state = TrainState(phase="diffusion", step=0)
+        self.state.initialised_from = {"folder": folder.name, "step": json.loads((folder / EXPORT_MARKER).read_text()).get("step"),
+                                 "unet_weights_taken": len(taken), "unet_weights": len(own)}
+        log.info("started from %s: VAE and %d of %d UNet weights", folder, len(taken), len(own))
 
     def save_checkpoint(self) -> Path:
         """Writes ``run_dir/checkpoint`` atomically (staging folder, then rename)."""
@@ -516,13 +596,16 @@ class PriorTrainer:
         self.optimizer = self._make_optimizer()
 
     def _encode_text(self, captions: list[str]) -> torch.Tensor:
+        if self.text is not None:
+            return self.text.states(captions)
         tokens = self.tokenizer(captions, padding="max_length", max_length=MAX_TEXT_LENGTH, truncation=True,
                                 return_tensors="pt").input_ids.to(self.device)
         return self.models["text_encoder"](tokens)[0]
 
     def diffusion_step(self) -> float:
         unet = self.models["unet"].train()
-        self.models["text_encoder"].train()
+        if "text_encoder" in self.models:
+            self.models["text_encoder"].train()
         index = self._batch_indices(self.cfg.batch_size)
         latents, captions = self.diffusion_batch(index)
         noise = torch.randn(latents.shape, generator=self.generator).to(self.device)
@@ -553,6 +636,8 @@ class PriorTrainer:
             clips, self.captions = load_or_render_dataset(self.run_dir, self.cfg, str(self.device),
                                                            self.render_backend)
             self.clips = clips.to(self.device)  # uint8: ~0.5 GB for the default dataset
+            if self.text is not None:  # every caption's states once (mirrored ones and "" too)
+                self.text.states(sorted(set(self.captions) | {mirror_caption(c) for c in self.captions} | {""}))
         start = time.perf_counter()
         deadline = start + minutes * 60 if minutes else math.inf
         last_ckpt = start
@@ -608,13 +693,19 @@ class PriorTrainer:
         staging.mkdir(parents=True)
         for name, model in self.exported_models().items():
             model.to(dtype).save_pretrained(str(staging / name), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(staging / "tokenizer"))
+        if self.text is not None:  # the worker loads the packaged encoder these files name
+            minilm.write_packaged_reference(staging, self.cfg.text_length)
+            text_classes = {"text_encoder": ["transformers", "BertModel"],
+                            "tokenizer": ["transformers", "BertTokenizerFast"]}
+        else:
+            self.tokenizer.save_pretrained(str(staging / "tokenizer"))
+            text_classes = {"text_encoder": ["transformers", "CLIPTextModel"],
+                            "tokenizer": ["transformers", "CLIPTokenizer"]}
         self.scheduler.save_pretrained(str(staging / "scheduler"))
         index = {
             "_class_name": "TextToVideoSDPipeline", "_diffusers_version": diffusers.__version__,
-            "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet3DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
+            "scheduler": ["diffusers", "DDIMScheduler"], **text_classes,
+            "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
         }
         (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         (staging / LEARNT_MOTIONS).write_text(json.dumps(learnt_motions_document(), indent=2) + "\n")
@@ -627,7 +718,7 @@ class PriorTrainer:
                 "trained_on": "animus3d synthetic motion clips", "config": self.cfg.to_json(),
                 "phase": self.state.phase, "step": self.state.step, "seconds": round(self.state.total_seconds, 1),
                 "resolution": self.cfg.resolution, "frames": self.cfg.frames, "weights": weights,
-                "averaged_weights": self.ema is not None,
+                "averaged_weights": self.ema is not None, "initialised_from": self.state.initialised_from,
                 "history": self.state.history}, indent=2) + "\n")
 
         plain_weights = str(dtype).removeprefix("torch.")
@@ -653,5 +744,5 @@ def small_test_config(**overrides) -> TrainConfig:
     """A tiny configuration for CPU tests (seconds): few small clips, small models."""
     base = TrainConfig(clips=4, frames=4, resolution=32, gaussians=300, unet_channels=(16, 32), unet_heads=2,
                        vae_channels=(16, 16), text_hidden=32, text_layers=1, batch_size=2, vae_batch_frames=4,
-                       vae_steps=2, checkpoint_minutes=100.0)
+                       vae_steps=2, checkpoint_minutes=100.0, text_encoder="clip")
     return replace(base, **overrides)

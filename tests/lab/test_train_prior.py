@@ -272,3 +272,70 @@ def test_a_moving_average_of_the_weights_is_kept_exported_and_resumed(trained, t
     without = PriorTrainer(tmp_path / "run-plain", resume=folder)
     without.train(max_steps=1)
     assert without.ema is None and not (tmp_path / "run-plain" / "checkpoint" / "ema.safetensors").exists()
+
+
+# ---- the MiniLM-conditioned prior ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def minilm_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("minilm")
+    trainer = PriorTrainer(run, small_test_config(text_encoder="minilm", vae_steps=1))
+    trainer.train(max_steps=3)
+    return run, trainer
+
+
+def test_a_minilm_run_trains_the_unet_on_the_states_the_worker_computes(minilm_run, tmp_path):
+    from animus3d_worker.priors.minilm import HIDDEN, MaskedTextEncoder
+
+    run, trainer = minilm_run
+    assert set(trainer.models) == {"unet", "vae"}  # the text encoder is frozen, not trained or checkpointed
+    assert trainer.models["unet"].config.cross_attention_dim == HIDDEN
+    assert not (run / "checkpoint" / "text_encoder").exists()
+    folder = trainer.export(tmp_path / "prior")
+    assert not list((folder / "text_encoder").glob("*.safetensors"))  # a reference to the package, no copy
+    prior = load_prior(str(folder))
+    assert isinstance(prior.text_encoder, MaskedTextEncoder)
+    captions = ["a dog jumping up and down", ""]
+    served = prior.encode_text(captions)
+    assert served.shape == (2, trainer.cfg.text_length, HIDDEN)
+    trained_on = trainer._encode_text(captions)
+    assert torch.allclose(served.float(), trained_on.cpu(), atol=1e-5)
+    resumed = PriorTrainer(run)  # a checkpoint of a MiniLM run resumes
+    assert resumed.state.step == trainer.state.step and resumed.cfg.text_encoder == "minilm"
+
+
+def test_a_transport_copy_gives_the_packaged_states_and_refuses_unknown_words(minilm_run, tmp_path):
+    from animus3d_lab.frozen_text import FrozenText, FrozenTextError, write_transport_copy
+    from animus3d_lab.train_prior import training_captions
+
+    _, trainer = minilm_run
+    captions = training_captions(trainer.cfg)
+    manifest = write_transport_copy(tmp_path / "text", captions, trainer.cfg.text_length)
+    size = sum(p.stat().st_size for p in (tmp_path / "text").rglob("*") if p.is_file())
+    assert size < 26 * 2**20 and manifest["kept_tokens"] < 1000  # the embedding table cut to the captions' tokens
+    copy = FrozenText(trainer.cfg.text_length, tmp_path / "text")
+    assert copy.check_reference() < 0.02  # float16 weights
+    assert (copy.states(captions[:4]) - trainer._encode_text(captions[:4]).cpu()).abs().max() < 0.02
+    with pytest.raises(FrozenTextError, match="lacks tokens"):
+        copy.states(["a zebra juggles flaming torches"])
+    other = PriorTrainer(tmp_path / "run", small_test_config(text_encoder="minilm"), text_transport=tmp_path / "text")
+    assert other.text.transport == tmp_path / "text"
+
+
+def test_a_run_started_from_an_exported_prior_keeps_its_vae_and_fitting_unet_weights(trained, tmp_path):
+    _, clip_trainer, _, _ = trained
+    source = clip_trainer.export(tmp_path / "clip_prior")
+    run = PriorTrainer(tmp_path / "run", small_test_config(text_encoder="minilm"), init_from=source)
+    assert run.state.phase == "diffusion" and run.state.step == 0
+    vae_a, vae_b = clip_trainer.models["vae"].state_dict(), run.models["vae"].state_dict()
+    assert all(torch.allclose(vae_a[k].half().float(), vae_b[k]) for k in vae_a)
+    old, new = clip_trainer.models["unet"].state_dict(), run.models["unet"].state_dict()
+    kept = [k for k in new if old[k].shape == new[k].shape]
+    fresh = [k for k in new if old[k].shape != new[k].shape]
+    assert fresh and all(".attn2.to_k." in k or ".attn2.to_v." in k for k in fresh)  # text projections only
+    assert all(torch.allclose(old[k].half().float(), new[k]) for k in kept)
+    run.train(max_steps=1)
+    info = json.loads((run.export(tmp_path / "out") / "animus3d_prior.json").read_text())
+    assert info["initialised_from"]["folder"] == "clip_prior" and info["step"] == 1
+    with pytest.raises(TrainPriorError, match="already holds"):
+        PriorTrainer(tmp_path / "run", init_from=source)

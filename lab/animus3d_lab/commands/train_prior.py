@@ -3,6 +3,10 @@
 Renders the synthetic dataset once into DIR (cached), trains for M minutes of wall time, checkpoints
 into DIR/checkpoint (resumed automatically on the next call) and exports the fp16 diffusers folder to
 DIR/export (or --export), the layout of ``worker/assets/prior/``.
+
+`--init-from PRIOR` starts a new run from an exported prior (its VAE, and its UNet where the shapes
+agree). `--make-text-transport FOLDER` writes, for the run's captions, the transport copy of the frozen
+text encoder for a machine without its package and exits; `--text-transport FOLDER` trains with it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from animus3d_worker.commands import CommandError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory (dataset, checkpoint, export)")
-    parser.add_argument("--minutes", type=float, required=True, help="wall-clock budget of this call")
+    parser.add_argument("--minutes", type=float, help="wall-clock budget of this call (required to train)")
     parser.add_argument("--resume", metavar="CKPT", help="checkpoint folder (default: DIR/checkpoint if present)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--export", metavar="DIR", help="where to write the exported prior (default: DIR/export)")
@@ -44,16 +48,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default 0: off (may change on resume)")
     parser.add_argument("--render-backend", default="auto", help="dataset renderer: auto, torch or gsplat")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
+    parser.add_argument("--init-from", metavar="PRIOR", help="exported prior a new run starts from")
+    parser.add_argument("--text-transport", metavar="FOLDER",
+                        help="transport copy of the frozen text encoder (made by --make-text-transport)")
+    parser.add_argument("--make-text-transport", metavar="FOLDER",
+                        help="write the transport copy of the text encoder for this run's captions, then exit")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..train_prior import PriorTrainer, TrainConfig, TrainPriorError
+    from ..train_prior import PriorTrainer, TrainConfig, TrainPriorError, training_captions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.minutes <= 0:
-        raise CommandError("--minutes must be positive")
+    if args.make_text_transport is None and (args.minutes is None or args.minutes <= 0):
+        raise CommandError("--minutes must be given and positive")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CommandError("--device cuda was asked for but CUDA is not available")
     overrides = {k: v for k, v in (("vae_steps", args.vae_steps),) if v is not None}
@@ -75,8 +84,16 @@ def run(args: argparse.Namespace) -> int:
             # A run from before December 2026 resumes with first seed 0: more objects from there would
             # take in the suite's objects (seeds 100-112).
             tuning["first_object_seed"] = TrainConfig.first_object_seed
+        if args.make_text_transport:
+            from ..frozen_text import write_transport_copy
+
+            cfg = replace(base, **overrides, **tuning)
+            manifest = write_transport_copy(args.make_text_transport, training_captions(cfg), cfg.text_length)
+            print(json.dumps({"transport": args.make_text_transport, **manifest}))
+            return 0
         trainer = PriorTrainer(args.out, replace(base, **overrides), device=args.device, resume=args.resume,
-                               render_backend=args.render_backend, tuning=tuning)
+                               render_backend=args.render_backend, tuning=tuning, init_from=args.init_from,
+                               text_transport=args.text_transport)
         state = trainer.train(minutes=args.minutes, max_steps=args.max_steps)
         folder = trainer.export(args.export or f"{args.out}/export")
     except TrainPriorError as exc:
