@@ -48,7 +48,7 @@ MAX_ALPHA = 0.999  # gsplat 1.5.3 clamps a single Gaussian's alpha to this
 MIN_TRANSMITTANCE = 1e-4  # gsplat: a pixel is finished once T would drop to this
 MAX_EXTENT_SIGMA = 3.33  # gsplat's box half-size in standard deviations (before the opacity-aware bound)
 MAX_RADIUS_PX = 64  # cap on a footprint's half-size in pixels
-PAIRS_PER_CHUNK = 1 << 17  # pairs expanded at once; smaller chunks skip more hidden Gaussians
+PAIRS_PER_CHUNK = 1 << 20  # pairs expanded at once; smaller chunks skip more hidden Gaussians, larger ones pay less per chunk
 
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
@@ -175,10 +175,13 @@ def rasterize_torch(
     eps2d: float = 0.3,
     max_radius: int = MAX_RADIUS_PX,
     chunk_pairs: int = PAIRS_PER_CHUNK,
+    reference: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Renders B Gaussian sets from C cameras → images [B,C,H,W,D] over ``background``, alphas [B,C,H,W,1].
 
     Inputs must already be batched, on one device, in one floating dtype; see the module docstring.
+    ``reference``: composite through autograd (``composite_reference``) instead of the hand-written
+    backward (``composite``); the two agree, the reference keeps every per-pair intermediate.
     """
     B, N = means.shape[:2]
     C = viewmats.shape[0]
@@ -207,18 +210,96 @@ def rasterize_torch(
     ], dim=1)
 
     pairs = _contributing_pairs(table.detach(), image, boxes.reshape(-1, 4)[entries], B * C, H, W, max(1, chunk_pairs))
-    accum = torch.zeros(num_pixels, D + 1, dtype=dtype, device=device)  # colour sum, alpha sum
-    if pairs is not None:
-        owner, pixel, px, py = pairs
-        rows = table.index_select(0, owner)
-        _, alpha = _alpha(rows, px, py)
-        log_t_before = _segment_exclusive_cumsum(torch.log1p(-alpha), _segment_starts(pixel))
-        weight = (alpha * torch.exp(log_t_before))[:, None]
-        accum = accum.index_add(0, pixel, torch.cat([weight * rows[:, 6:], weight], dim=1))
+    if pairs is None:
+        accum = torch.zeros(num_pixels, D + 1, dtype=dtype, device=device)
+    else:
+        accum = (composite_reference if reference else composite)(table, *pairs, num_pixels)
 
     alphas = accum[:, D:].reshape(B, C, H, W, 1)
     images = accum[:, :D].reshape(B, C, H, W, D) + (1.0 - alphas) * background.to(dtype)
     return images, alphas
+
+
+def composite_reference(table, owner, pixel, px, py, num_pixels: int) -> torch.Tensor:
+    """Per-pixel (colour sum, alpha sum) [num_pixels, D+1] of the contributing pairs, through autograd.
+
+    ``table`` rows are (mean x, mean y, conic a, b, c, opacity, colour…); the pairs (owner row, pixel
+    id, px, py) come sorted by (pixel, depth). Autograd keeps every per-pair intermediate; ``composite``
+    computes the same values with a hand-written backward and is what ``rasterize_torch`` uses.
+    """
+    D = table.shape[1] - 6
+    rows = table.index_select(0, owner)
+    _, alpha = _alpha(rows, px, py)
+    log_t_before = _segment_exclusive_cumsum(torch.log1p(-alpha), _segment_starts(pixel))
+    weight = (alpha * torch.exp(log_t_before))[:, None]
+    accum = torch.zeros(num_pixels, D + 1, dtype=table.dtype, device=table.device)
+    return accum.index_add(0, pixel, torch.cat([weight * rows[:, 6:], weight], dim=1))
+
+
+def composite(table, owner, pixel, px, py, num_pixels: int) -> torch.Tensor:
+    """``composite_reference``'s values with a hand-written backward: autograd sees one node that
+    keeps the pairs, their alphas and transmittances, not a graph of per-pair intermediates."""
+    return _Composite.apply(table, owner, pixel, px, py, num_pixels)
+
+
+class _Composite(torch.autograd.Function):
+    """Front-to-back compositing of sorted (pixel, depth) pairs.
+
+    For the pairs i of one pixel, w_i = alpha_i T_i with T_i = prod_{j<i} (1 - alpha_j); the outputs
+    are sum_i w_i c_i and sum_i w_i. With v_i = g_C . c_i + g_A (the loss's slope along w_i):
+    dL/dc_i = w_i g_C and dL/dalpha_i = T_i v_i - (sum_{k>i} w_k v_k) / (1 - alpha_i).
+    alpha = min(0.999, o exp(-power)) passes that on to the opacity (exp(-power)) and to the power
+    (-alpha), zero where clamped; the power's derivatives reach the 2D mean and the conic.
+    """
+
+    @staticmethod
+    def forward(ctx, table, owner, pixel, px, py, num_pixels):
+        D = table.shape[1] - 6
+        rows = table.index_select(0, owner)
+        power, alpha = _alpha(rows, px, py)
+        starts = _segment_starts(pixel)
+        transmittance = torch.exp(_segment_exclusive_cumsum(torch.log1p(-alpha), starts))
+        weight = alpha * transmittance
+        accum = torch.zeros(num_pixels, D + 1, dtype=table.dtype, device=table.device)
+        accum.index_add_(0, pixel, torch.cat([weight[:, None] * rows[:, 6:], weight[:, None]], dim=1))
+        ctx.save_for_backward(table, owner, pixel, px, py, power, alpha, transmittance, starts)
+        return accum
+
+    @staticmethod
+    def backward(ctx, grad_accum):
+        table, owner, pixel, px, py, power, alpha, transmittance, starts = ctx.saved_tensors
+        D = table.shape[1] - 6
+        rows = table.index_select(0, owner)
+        colour = rows[:, 6:]
+        g = grad_accum.index_select(0, pixel)  # [M, D+1]
+        weight = alpha * transmittance
+        v = (g[:, :D] * colour).sum(1) + g[:, D]
+        # sum over the pairs behind each pair of its pixel (segmented suffix sum, float64)
+        q = (weight * v).double()
+        inclusive = torch.cumsum(q, 0)
+        segment = torch.cumsum(starts.long(), 0) - 1
+        last = torch.ones_like(starts)  # True at the last pair of each pixel
+        last[:-1] = starts[1:]
+        ends = inclusive[last]
+        behind = (ends[segment] - inclusive).to(alpha.dtype)
+        d_alpha = transmittance * v - behind / (1.0 - alpha)
+        raw = rows[:, 5] * torch.exp(-power)
+        live = (raw <= MAX_ALPHA).to(alpha.dtype)
+        d_raw = d_alpha * live
+        d_power = -d_raw * raw
+        dx = rows[:, 0] - (px.to(table.dtype) + 0.5)
+        dy = rows[:, 1] - (py.to(table.dtype) + 0.5)
+        grad_rows = torch.stack([
+            d_power * (rows[:, 2] * dx + rows[:, 3] * dy),
+            d_power * (rows[:, 4] * dy + rows[:, 3] * dx),
+            d_power * 0.5 * dx * dx,
+            d_power * dx * dy,
+            d_power * 0.5 * dy * dy,
+            d_raw * torch.exp(-power),
+        ], dim=1)
+        grad_rows = torch.cat([grad_rows, weight[:, None] * g[:, :D]], dim=1)
+        grad_table = torch.zeros_like(table).index_add_(0, owner, grad_rows)
+        return grad_table, None, None, None, None, None
 
 
 def _unfinished_counts(finished: torch.Tensor, image, box) -> torch.Tensor:
