@@ -34,11 +34,11 @@ def load_split(path: str | Path = SPLIT_FILE) -> dict:
 
 
 def training_captions() -> list[str]:
-    """Every caption the synthetic data can give a training clip (all templates × nouns × mirrors)."""
+    """Every caption the synthetic data can give a training clip (templates × nouns × modifiers × mirrors)."""
     captions = []
     for kind in md.KINDS:
         for label in md.KIND_MOTIONS[kind]:
-            for caption in md.all_descriptions(kind, label):
+            for caption in md.all_captions(kind, label):
                 captions += [caption, md.mirror_caption(caption)]
     return captions
 
@@ -53,12 +53,13 @@ def leaks(captions: list[str], split: dict) -> set[str]:
 
 
 def heldout_cases(split: dict) -> list[dict]:
-    """The held-out suite: for each kind and each motion it can do, two held-out paraphrases."""
+    """The held-out suite: for each of the four first families and each of its first motions
+    (``motion_data.LEGACY_KIND_MOTIONS``), two held-out paraphrases."""
     cases = []
     first, _ = split["object_seeds"]
-    for k, kind in enumerate(md.KINDS):
+    for k, kind in enumerate(md.LEGACY_KINDS):
         nouns = split["nouns"][kind]
-        for m, label in enumerate(md.KIND_MOTIONS[kind]):
+        for m, label in enumerate(md.LEGACY_KIND_MOTIONS[kind]):
             phrases = split["paraphrases"][label]
             for j in range(2):
                 index = k + m + j
