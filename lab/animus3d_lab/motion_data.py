@@ -761,9 +761,10 @@ def motion_poses(obj: SyntheticObject, label: str, frames: int, amplitude: float
         elif label == "flip":
             p.translation = np.array([0.0, 0.0, 0.5 * h * a * hops])
             p.rotate_about(centre, base, axis_angle_matrix((1, 0, 0), -2 * math.pi * c * u))
-        elif label == "fall_over":  # forwards, about the front edge of the footprint
-            edge = np.array([base[0], means[:, 1].min(), base[2]])
-            p.rotate_about(edge, base, axis_angle_matrix((1, 0, 0), 0.5 * math.pi * min(a, 1.0) * goal * goal))
+        elif label == "fall_over":  # sideways (+X, or −X for a negative phase), about that footprint edge
+            sign = 1.0 if phase >= 0 else -1.0
+            edge = np.array([means[:, 0].max() if sign > 0 else means[:, 0].min(), base[1], base[2]])
+            p.rotate_about(edge, base, axis_angle_matrix((0, 1, 0), sign * 0.5 * math.pi * min(a, 1.0) * goal * goal))
         elif label in ("turn_left", "turn_right"):  # face the viewer's left (−X) or right (+X)
             sign = -1.0 if label == "turn_left" else 1.0
             p.rotation = axis_angle_matrix((0, 0, 1), sign * 0.5 * math.pi * min(a, 1.2) * goal)
@@ -992,7 +993,7 @@ def clip_specs(count: int, seed: int = 0, objects_per_kind: int = 6,
         motions = KIND_MOTIONS[kind]
         label = motions[int(rng.integers(len(motions)))]
         phase = (float(rng.choice([0.0, 0.0, math.pi])) if label in ("sway", "walk", "nod") else
-                 float(rng.choice([1.0, -1.0])) if label == "tilt" else 0.0)
+                 float(rng.choice([1.0, -1.0])) if label in ("tilt", "fall_over") else 0.0)
         caption = describe(kind, label, rng)
         options = modifiers_for(label)
         modifier = options[int(rng.integers(len(options)))] if options and rng.random() < MODIFIER_PROBABILITY else ""
