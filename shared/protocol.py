@@ -220,7 +220,10 @@ class Status:
 
 @dataclass(frozen=True)
 class StatusReply:
-    """worker → client: version, device, models, the running job and the queue."""
+    """worker → client: version, device, models, the client's running jobs and the queue.
+
+    ``running_jobs`` lists every running job of the client (a farm runs several at once);
+    ``running`` is the first of them, for clients that show one."""
 
     KIND: ClassVar[str] = "STATUS_REPLY"
     worker_version: str
@@ -229,6 +232,7 @@ class StatusReply:
     running: "plain | None" = None
     queue: "list[plain]" = field(default_factory=list)
     kept_results: int = 0
+    running_jobs: "list[plain]" = field(default_factory=list)
 
 
 @dataclass(frozen=True)

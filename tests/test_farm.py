@@ -102,6 +102,28 @@ def test_welcome_and_status_describe_the_cluster(farm):
     assert "2 slot(s) on cpu" in reply.device
 
 
+def test_status_lists_every_running_job_of_the_client(farm):
+    client = farm.client(token="farm-status-token-0001")
+    jobs = [submit(client, small_splat(90 + i, seed=i), {**OVERLAP_JOB, "msd_steps": 400}, seed=i).job_id
+            for i in range(2)]
+    deadline = time.monotonic() + 120
+    running = []
+    while time.monotonic() < deadline:
+        client.request_status()
+        reply = client.wait_for(is_(p.StatusReply, p.Error), 10.0)
+        assert isinstance(reply, p.StatusReply), reply
+        running = sorted(job["job_id"] for job in reply.running_jobs)
+        if len(running) == 2:
+            break
+        time.sleep(0.3)
+    assert running == sorted(jobs), running
+    assert reply.running["job_id"] in jobs
+    for job_id in jobs:
+        client.cancel(job_id)
+    for job_id in jobs:
+        assert isinstance(follow(client, job_id)[-1][1], (p.Cancelled, p.Result))
+
+
 def test_two_jobs_run_at_the_same_time(farm):
     a, b = farm.client(), farm.client()
     job_a = submit(a, small_splat(100, seed=1), OVERLAP_JOB, seed=1)

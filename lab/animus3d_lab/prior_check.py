@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .motion_data import KIND_MOTIONS, build_clip, clip_specs, describe
+import re
+
+from .motion_data import KIND_MOTIONS, build_clip, clip_specs, describe, make_object, motion_animation, render_clip
 from animus3d_worker.priors.scoring import TIMESTEPS, denoising_errors
 
 HELD_OUT_SEED = 777  # clip_specs seed of the check's clips (training runs so far used data seeds 0 and 1)
@@ -87,3 +89,60 @@ def check_prior(prior, clips: int = 52, *, frames: int = 16, resolution: int = 6
 def confusion_summary(result: PriorCheckResult, top: int = 5) -> list[tuple[str, str, int]]:
     """The most frequent (expected, guessed) confusions."""
     return [(expected, guessed, n) for (expected, guessed), n in Counter(result.confusions).most_common(top)]
+
+
+def _article(text: str) -> str:
+    return re.sub(r"\ba (?=[aeiou])", "an ", text)
+
+
+def case_candidates(case: dict, split: dict) -> list[tuple[str, str]]:
+    """(label, caption) for every motion the case's kind can do, each worded as the case's prompt is:
+    the same held-out noun and the same paraphrase slot of the split (the case's own prompt is the
+    expected label's caption)."""
+    kind, expected, prompt = case["kind"], case["expected"], case["prompt"]
+    nouns = [n for n in split["nouns"][kind] if re.search(rf"\b{re.escape(n)}\b", prompt)]
+    phrases = split["paraphrases"][expected]
+    found = [(n, j) for j, phrase in enumerate(phrases) for n in nouns if _article(phrase.format(n=n)) == prompt]
+    if not found:
+        raise ValueError(f"case {case.get('id')}: prompt {prompt!r} is not one of the split's paraphrases")
+    noun, slot = found[0]
+    out = []
+    for label in KIND_MOTIONS[kind]:
+        options = split["paraphrases"][label]
+        out.append((label, _article(options[slot % len(options)].format(n=noun))))
+    return out
+
+
+def check_prior_on_cases(prior, cases: list[dict], split: dict, *, frames: int = 16, resolution: int = 64,
+                         gaussians: int = 1500, timesteps=TIMESTEPS, backend: str = "auto",
+                         progress=None) -> PriorCheckResult:
+    """Motion recognition in the suite's own wording: for each case, the ground-truth clip of its
+    expected motion on its object (front view) is classified among captions worded like its prompt
+    (``case_candidates``). Held-out cases test wording and objects the prior never saw."""
+    from animus3d_worker.priors.scoring import denoising_errors
+
+    result = PriorCheckResult()
+    for i, case in enumerate(cases):
+        candidates = case_candidates(case, split)
+        obj = make_object(case["kind"], int(case["seed"]), gaussians)
+        clip = render_clip(obj, motion_animation(obj, case["expected"], frames), resolution=resolution,
+                           device=str(prior.device), backend=backend)
+        with torch.no_grad():
+            text = prior.encode_text([caption for _, caption in candidates])
+            latents = prior.encode_frames(clip[None].to(prior.device))
+            errors = denoising_errors(prior, latents, text, timesteps=timesteps,
+                                      generator=torch.Generator().manual_seed(i))[0]
+        guess = candidates[int(errors.argmin())][0]
+        hit = guess == case["expected"]
+        result.clips += 1
+        result.correct += int(hit)
+        result.chance += 1.0 / len(candidates)
+        tally = result.per_label.setdefault(case["expected"], [0, 0])
+        tally[0] += int(hit)
+        tally[1] += 1
+        if not hit:
+            result.confusions.append((case["expected"], guess))
+        if progress:
+            progress(i + 1, len(cases), result)
+    result.chance /= max(result.clips, 1)
+    return result

@@ -46,3 +46,19 @@ def test_check_prior_command_refuses_zero_clips(capsys):
 
     assert main(["check-prior", "--clips", "0"]) == 1
     assert "--clips" in capsys.readouterr().err
+
+
+def test_held_out_cases_are_classified_among_captions_worded_like_their_prompt(prior):
+    from animus3d_lab.heldout import HELDOUT_SUITE, load_split
+    from animus3d_lab.prior_check import case_candidates, check_prior_on_cases
+
+    split = load_split()
+    cases = [json.loads(line) for line in HELDOUT_SUITE.read_text().splitlines()]
+    for case in cases:  # every case's own prompt is its expected motion's candidate
+        candidates = dict(case_candidates(case, split))
+        assert candidates[case["expected"]] == case["prompt"]
+        assert set(candidates) == set(KIND_MOTIONS[case["kind"]])
+    result = check_prior_on_cases(prior, cases[:2], split, frames=4, resolution=32, gaussians=200, timesteps=(500,))
+    assert result.clips == 2 and len(result.confusions) == 2 - result.correct
+    with pytest.raises(ValueError, match="not one of the split's paraphrases"):
+        case_candidates({**cases[0], "prompt": "the mannequin juggles"}, split)

@@ -52,6 +52,7 @@ def status_dict(reply) -> dict:
         "device": reply.device,
         "models": dict(reply.models),
         "running": reply.running,
+        "running_jobs": list(reply.running_jobs) or ([reply.running] if reply.running else []),
         "queue": list(reply.queue),
         "kept_results": reply.kept_results,
     }
@@ -61,11 +62,11 @@ def format_status(address: str, status: dict) -> str:
     lines = [f"worker   {address}", f"version  {status['worker_version']}", f"device   {status['device']}"]
     for role, spec in status["models"].items():
         lines.append(f"model    {role}: {spec}")
-    running = status["running"]
-    if running:
-        lines.append(f"running  {running['job_id']} {running['stage'] or 'starting'} "
+    running_jobs = status.get("running_jobs") or ([status["running"]] if status.get("running") else [])
+    for i, running in enumerate(running_jobs):
+        lines.append(f"{'running' if i == 0 else '':9}{running['job_id']} {running['stage'] or 'starting'} "
                      f"{running['step']}/{running['total']}  {running['prompt']!r}")
-    else:
+    if not running_jobs:
         lines.append("running  (idle)")
     lines.append(f"queued   {len(status['queue'])}")
     for job in status["queue"]:

@@ -293,6 +293,7 @@ class WorkerService:
             running=running[0].summary() if running else None,
             queue=[job.summary() for job in self.jobs.queued() if self._visible(identity, job)],
             kept_results=sum(1 for j in mine if j.finished),
+            running_jobs=[job.summary() for job in running],
         )
 
     # ---- admission --------------------------------------------------------------------------

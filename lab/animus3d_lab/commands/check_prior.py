@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--render-backend", default="auto", help="clip renderer: auto, torch or gsplat")
     parser.add_argument("--new-objects", action="store_true",
                         help="objects no training run uses (default: seeds 0-5 a kind, as before December 2026)")
+    parser.add_argument("--suite", metavar="FILE.jsonl",
+                        help="classify each case's ground-truth clip among captions worded like its prompt "
+                             "(held-out cases: evals/suite_heldout.jsonl, wording from --split)")
+    parser.add_argument("--split", metavar="FILE.json", help="the held-out split (default evals/split.json)")
     parser.add_argument("--out", metavar="FILE.json", help="write the result here")
 
 
@@ -41,15 +45,29 @@ def run(args: argparse.Namespace) -> int:
         prior = load_prior(args.prior, device=device)
     except PriorLoadError as exc:
         raise CommandError(str(exc)) from None
-    result = check_prior(prior, args.clips, frames=args.frames, resolution=args.resolution,
-                         backend=args.render_backend, new_objects=args.new_objects)
-    print(f"prior {args.prior}: recognised {result.correct}/{result.clips} held-out clips "
+    if args.suite:
+        from ..heldout import SPLIT_FILE, load_split
+        from ..prior_check import check_prior_on_cases
+
+        try:
+            cases = [json.loads(line) for line in Path(args.suite).read_text().splitlines() if line.strip()]
+            split = load_split(args.split or SPLIT_FILE)
+            result = check_prior_on_cases(prior, cases, split, frames=args.frames, resolution=args.resolution,
+                                          backend=args.render_backend)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CommandError(f"cannot check {args.suite}: {exc}") from None
+        what = f"cases of {args.suite}"
+    else:
+        result = check_prior(prior, args.clips, frames=args.frames, resolution=args.resolution,
+                             backend=args.render_backend, new_objects=args.new_objects)
+        what = "held-out clips"
+    print(f"prior {args.prior}: recognised {result.correct}/{result.clips} {what} "
           f"({result.accuracy:.0%}; chance {result.chance:.0%})")
     for label, (hit, total) in sorted(result.per_label.items()):
         print(f"  {label:12s} {hit}/{total}")
     for expected, guessed, n in confusion_summary(result):
         print(f"  confused {expected} -> {guessed}: {n}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"prior": args.prior, "new_objects": args.new_objects,
+        Path(args.out).write_text(json.dumps({"prior": args.prior, "new_objects": args.new_objects, "suite": args.suite,
                                               **result.to_json()}, indent=2) + "\n")
     return 0
