@@ -13,9 +13,9 @@ from animus3d_lab import motion_data as md
 
 def test_classifier_recovers_ground_truth_motions():
     results = []
-    for kind in md.KINDS:
+    for kind in md.LEGACY_KINDS:
         obj = md.make_object(kind, seed=5, count=800)
-        for label in md.KIND_MOTIONS[kind]:
+        for label in md.LEGACY_KIND_MOTIONS[kind]:
             for amplitude, phase in ((1.0, 0.0), (0.7, math.pi if label in ("sway", "walk", "nod") else -1.0 if label == "tilt" else 0.0)):
                 predicted, _ = ev.classify_animation(obj.splat, md.motion_animation(obj, label, 12, amplitude, phase))
                 results.append((label, predicted))
@@ -118,9 +118,9 @@ def _tiny_models(tmp_path):
 
 def test_the_classifier_needs_no_part_labels():
     results = []
-    for kind in md.KINDS:
+    for kind in md.LEGACY_KINDS:
         obj = md.make_object(kind, seed=6, count=800)
-        for label in md.KIND_MOTIONS[kind]:
+        for label in md.LEGACY_KIND_MOTIONS[kind]:
             animation = md.motion_animation(obj, label, 12, 1.0, 0.0)
             results.append((label, ev.classify_animation(obj.splat, animation, part_labels=False)[0]))
     accuracy = np.mean([a == b for a, b in results])
