@@ -29,6 +29,7 @@ encoder does), and training starts in the diffusion phase.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -44,7 +45,8 @@ import torch.nn.functional as F
 
 from .frozen_text import FrozenText, FrozenTextError
 from .motion_data import (DEFAULT_AMPLITUDE_RANGE, ORBIT_ELEVATION_DEG, MotionDataError, check_amplitude_range,
-                          clip_specs, learnt_motions_document, make_object, mirror_caption, motion_animation, render_clip)
+                          clip_specs, learnt_motions_document, mirror_caption, render_clip, spec_animation,
+                          spec_object)
 from animus3d_worker.priors import minilm
 from animus3d_worker.priors.packing import PackingError, unpacked_folder
 from animus3d_worker.priors.unet3d import TRAINED_PRIOR_INFO as EXPORT_MARKER  # the prior loader reads the same file
@@ -144,14 +146,14 @@ def render_dataset(cfg: TrainConfig, device: str = "cpu", progress: Callable[[in
                    backend: str = "auto") -> tuple[torch.Tensor, list[str]]:
     """Renders ``cfg.clips`` synthetic clips: (uint8 [M, T, 3, H, W] on the CPU, captions)."""
     specs = dataset_specs(cfg)
-    objects: dict[tuple[str, int], object] = {}
+    objects: dict[tuple[str, int, bool], object] = {}
     clips = torch.empty((len(specs), cfg.frames, 3, cfg.resolution, cfg.resolution), dtype=torch.uint8)
     for i, spec in enumerate(specs):
-        key = (spec.kind, spec.object_seed)
+        key = (spec.kind, spec.object_seed, spec.flaws)
         if key not in objects:
-            objects[key] = make_object(spec.kind, spec.object_seed, cfg.gaussians)
+            objects[key] = spec_object(spec, cfg.gaussians)
         obj = objects[key]
-        anim = motion_animation(obj, spec.label, cfg.frames, spec.amplitude, spec.phase)
+        anim = spec_animation(obj, spec, cfg.frames)
         clip = render_clip(obj, anim, resolution=cfg.resolution, jitter_deg=cfg.jitter_deg,
                            azimuth_deg=spec.azimuth_deg, elevation_deg=ORBIT_ELEVATION_DEG if spec.azimuth_deg else 0.0,
                            rng=np.random.default_rng(spec.jitter_seed), device=device, backend=backend)
@@ -165,11 +167,13 @@ def load_or_render_dataset(run_dir: Path, cfg: TrainConfig, device: str = "cpu",
                            ) -> tuple[torch.Tensor, list[str]]:
     """The cached dataset of ``run_dir`` (rendered and saved on first use)."""
     path = run_dir / "dataset.pt"
+    specs = dataset_specs(cfg)
     key = {k: cfg.to_json()[k]
            for k in ("clips", "frames", "resolution", "gaussians", "jitter_deg", "data_seed", "amplitude_min",
                      "objects_per_kind", "first_object_seed")}
+    key["specs"] = hashlib.sha256(repr(specs).encode()).hexdigest()  # the vocabulary and families as well
     if path.is_file():
-        data = torch.load(path, weights_only=False)
+        data = torch.load(path, weights_only=True)
         if data.get("key") == key:
             return data["clips"], data["captions"]
         log.warning("dataset cache %s was made with other settings; re-rendering", path)
