@@ -339,3 +339,16 @@ def test_a_run_started_from_an_exported_prior_keeps_its_vae_and_fitting_unet_wei
     assert info["initialised_from"]["folder"] == "clip_prior" and info["step"] == 1
     with pytest.raises(TrainPriorError, match="already holds"):
         PriorTrainer(tmp_path / "run", init_from=source)
+
+
+def test_the_versioned_training_configs_are_valid_train_configs():
+    from pathlib import Path
+
+    from animus3d_lab.train_prior import TrainConfig, check_config
+
+    configs = sorted((Path(__file__).parents[2] / "lab" / "configs").glob("*.json"))
+    assert configs
+    for path in configs:
+        fields = json.loads(path.read_text())
+        assert set(fields) <= set(TrainConfig().to_json()), path.name
+        check_config(TrainConfig.from_json({**TrainConfig().to_json(), **fields}))
