@@ -72,6 +72,6 @@ def unregister() -> None:
         while fn in handlers:
             handlers.remove(fn)
     session.SESSION.close()
-    local_worker.stop()
+    local_worker.stop_and_wait()
     for module in reversed(_MODULES):
         module.unregister()

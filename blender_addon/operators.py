@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import bpy
 from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
@@ -11,6 +14,8 @@ from .animus3d_shared.splat import SplatError
 from .properties import derive_static_prompt, preferences
 from .session import SESSION
 from .splat_mesh import SplatMeshError, is_splat_mesh
+
+LOG_SHOWN_BYTES = 200_000  # the end of a long log
 
 
 class ANIMUS3D_OT_import_ply(bpy.types.Operator, ImportHelper):
@@ -82,6 +87,14 @@ class ANIMUS3D_OT_connect(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def worker_state_dir() -> str:
+    """The add-on's own folder for the local worker's pid file and log."""
+    try:
+        return bpy.utils.extension_path_user(__package__, path="local_worker", create=True)
+    except (AttributeError, ValueError, RuntimeError):  # installed as a legacy add-on, not an extension
+        return os.path.join(tempfile.gettempdir(), "animus3d-local-worker")
+
+
 class ANIMUS3D_OT_start_worker(bpy.types.Operator):
     """Start a worker on this machine with the command in the preferences, and connect to it"""
 
@@ -91,24 +104,53 @@ class ANIMUS3D_OT_start_worker(bpy.types.Operator):
     def execute(self, context):
         prefs = preferences(context)
         try:
-            proc = local_worker.start(prefs.worker_command)
+            proc = local_worker.start(prefs.worker_command, worker_state_dir())
         except local_worker.WorkerStartError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         address = local_worker.bind_address(prefs.worker_command) or prefs.worker_address
         SESSION.connect(address, prefs.heartbeat_timeout_s)
-        self.report({"INFO"}, f"Started the local worker (pid {proc.pid}) on {address}")
+        self.report({"INFO"}, f"Starting the local worker (pid {proc.pid}) on {address}; "
+                              f"log: {local_worker.log_path()}")
         return {"FINISHED"}
 
 
 class ANIMUS3D_OT_stop_worker(bpy.types.Operator):
-    """Stop the worker started from Blender"""
+    """Stop the worker started from Blender (it is killed if it has not ended within a few seconds)"""
 
     bl_idname = "animus3d.stop_worker"
     bl_label = "Stop Local Worker"
 
     def execute(self, _context):
         local_worker.stop()
+        return {"FINISHED"}
+
+
+class ANIMUS3D_OT_show_worker_log(bpy.types.Operator):
+    """Open the local worker's log in Blender's text editor (reloaded from disk)"""
+
+    bl_idname = "animus3d.show_worker_log"
+    bl_label = "Worker Log"
+
+    @classmethod
+    def poll(cls, _context):
+        path = local_worker.log_path()
+        return path is not None and path.is_file()
+
+    def execute(self, context):
+        path = local_worker.log_path()
+        name = "animus3d_worker.log"
+        text = bpy.data.texts.get(name) or bpy.data.texts.new(name)
+        try:
+            text.from_string(path.read_bytes()[-LOG_SHOWN_BYTES:].decode(errors="replace"))
+        except OSError as exc:
+            self.report({"ERROR"}, f"Cannot read {path}: {exc}")
+            return {"CANCELLED"}
+        for area in context.screen.areas if context.screen else ():
+            if area.type == "TEXT_EDITOR":
+                area.spaces.active.text = text
+                break
+        self.report({"INFO"}, f"The worker log is in the text {name!r} ({path})")
         return {"FINISHED"}
 
 
@@ -215,6 +257,7 @@ CLASSES = (
     ANIMUS3D_OT_connect,
     ANIMUS3D_OT_start_worker,
     ANIMUS3D_OT_stop_worker,
+    ANIMUS3D_OT_show_worker_log,
     ANIMUS3D_OT_animate,
     ANIMUS3D_OT_cancel,
     ANIMUS3D_OT_clear_animation,

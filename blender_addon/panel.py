@@ -73,6 +73,8 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
             row.operator("animus3d.stop_worker")
         else:
             row.operator("animus3d.start_worker")
+        if local_worker.log_path() is not None:
+            row.operator("animus3d.show_worker_log", text="", icon="TEXT")
 
         obj = context.active_object
         col = layout.column()

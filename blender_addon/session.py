@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 
-from . import bake
+from . import bake, local_worker
 from .retime import Retimed, retime
 from .animus3d_shared.deformation import Animation
 from .splat_mesh import splat_from_object
@@ -172,6 +172,11 @@ class Session:
                     pass  # send queue full: the worker is gone, and poll reports it
         if self.job is not None:
             changed |= self._advance(deadline)
+        ended = local_worker.reap()
+        if ended:
+            self.error = ended
+            self.report("ERROR", f"Animus3D: {ended}")
+            changed = True
         if changed:
             _redraw()
         self.tick_durations.append(time.perf_counter() - start)

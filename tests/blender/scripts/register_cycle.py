@@ -18,7 +18,7 @@ for _ in range(2):
     }
     # a connection (to nothing) and a "local worker" process must both be closed by unregister
     addon.session.SESSION.connect("tcp://127.0.0.1:9", 2.0)
-    proc = addon.local_worker.start("sleep 60")
+    proc = addon.local_worker.start("sleep 60", addon.operators.worker_state_dir())
     bpy.ops.preferences.addon_disable(module=ADDON)
     state.update(
         after_timer=bpy.app.timers.is_registered(addon.session.tick),
