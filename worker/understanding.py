@@ -180,6 +180,11 @@ def prompt_report(prompt: str, prior) -> tuple[Understanding | None, list[str]]:
     learnt = LearntMotions.read(folder) if folder is not None else None
     if learnt is None:
         return None, []
-    result = understand(prompt, learnt)
+    from .priors.minilm import EncoderMissing
+
+    try:
+        result = understand(prompt, learnt)
+    except EncoderMissing as exc:  # the job runs; only the check of the prompt is lost
+        return None, [f"prompt not checked: {exc}"]
     notice = result.notice()
     return result, ([notice] if notice else [])
