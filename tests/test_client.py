@@ -152,6 +152,19 @@ def test_requests_before_connect_and_half_curve_keys_are_refused():
         WorkerClient("tcp://127.0.0.1:9", curve_server_public=b"x" * 40)
 
 
+def bind_when_free(sock, address, timeout_s=5.0):
+    """Binds the address a just-closed socket held (ZeroMQ releases it in its I/O thread, a moment later)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            sock.bind(address)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def test_a_restart_re_attaches_every_followed_job_until_the_worker_answers():
     """After a restart the client re-attaches its jobs; an ATTACH that goes unanswered (dropped from a
     send queue that filled while the worker was away) is sent again until ATTACHED arrives."""
@@ -170,7 +183,7 @@ def test_a_restart_re_attaches_every_followed_job_until_the_worker_answers():
     first.close(0)
     second = ctx.socket(zmq.ROUTER)
     second.linger = 0
-    second.bind(address)
+    bind_when_free(second, address)
     try:
         attaches, restarted, answered_at = [], False, None
         deadline = time.monotonic() + 10.0

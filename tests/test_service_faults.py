@@ -240,7 +240,9 @@ def test_kill_9_and_restart_reports_worker_restarted_keeps_results_and_the_clien
         result = outcome(client, done.job_id)
         assert isinstance(result, p.Result)
         running = submit(client, small_splat(40), settings=LONG_JOB)
-        client.wait_for(lambda m: isinstance(m, p.Progress) and m.stage == "msd", 90.0)
+        # this job's own progress: the finished job's late PROGRESS messages are still queued here
+        client.wait_for(lambda m: isinstance(m, p.Progress) and m.job_id == running.job_id and m.stage == "msd",
+                        90.0)
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
         second = launch_worker(tmp_path, "--state-dir", str(state), bind=address)
