@@ -148,6 +148,29 @@ def test_the_queue_limit_is_per_identity_not_per_socket(worker):
         assert isinstance(outcome(client, job.job_id, 15.0), p.Cancelled)
 
 
+def test_the_time_limit_counts_only_the_stages_a_job_runs():
+    from animus3d_shared.settings import JobSettings
+    from animus3d_worker.service.runner import job_cost, job_time_limit
+
+    cap = 6 * 3600.0
+
+    def limit(settings):
+        return job_time_limit(settings.to_dict(), cap, 5.0, 900.0)
+
+    standard, paper = JobSettings.from_preset("standard"), JobSettings.from_preset("paper")
+    assert limit(standard) < cap / 3  # a bound from its own guide and refinement, not the cap
+    assert limit(paper) > limit(standard) and limit(paper) == cap  # the paper's hours reach the cap
+    # standard fits no LoRA (no MSD): its lora_* settings cost nothing; the guide stage does
+    more_lora = JobSettings.from_preset("standard", lora_steps=100_000, lora_batch=64)
+    assert job_cost(more_lora.to_dict()) == job_cost(standard.to_dict())
+    longer_guide = JobSettings.from_preset("standard", guide_steps=2000)
+    assert job_cost(longer_guide.to_dict()) > job_cost(standard.to_dict())
+    assert job_cost(JobSettings.from_preset("standard", guide_steps=0).to_dict()) < job_cost(standard.to_dict())
+    # a preset that trains a LoRA pays for it
+    msd = JobSettings.from_preset("msd")
+    assert job_cost(JobSettings.from_preset("msd", lora_steps=600).to_dict()) > job_cost(msd.to_dict())
+
+
 # ---- 4 and 5: admission ------------------------------------------------------------------------------
 @pytest.mark.parametrize("settings, code", [
     ({"preset": "test", "frames": 72, "refine_frame_multiplier": 4}, "too_large"),

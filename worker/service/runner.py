@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from animus3d_shared import protocol as p
+from animus3d_shared.settings import JobSettings
+
+from ..stages.plan import GUIDE_DRAW_WORK_PER_STEP, msd_step_work, stage_plan
 
 FINAL_MESSAGES = (p.Result, p.Error, p.Cancelled)
 
@@ -72,16 +75,24 @@ def job_cost(settings: dict) -> float:
     """A rough work estimate of a job in 'step units' (one MSD step of a 16-frame 256² clip = 1).
 
     Used for admission (refuse above the operator's cap) and for the wall-clock limit; it only needs
-    to grow with everything that makes a job longer, not to be exact.
+    to grow with everything that makes a job longer, not to be exact. Only the stages the job's plan
+    runs count (``stages.plan.stage_plan``): a generate-then-fit preset fits no LoRA, whatever its
+    ``lora_*`` settings say.
     """
-    s = settings
-    pixels = (s["resolution"] / 256.0) ** 2
-    frames = s["frames"] / 16.0
-    per_view = pixels * frames * s["views_per_step"]
-    inversion = s["inversion_steps"] / max(1, s["inversion_every"]) if s["noise_mode"] == "ddim_inversion" else 0.0
-    lora = s["lora_steps"] * s["lora_batch"] * pixels * 1.5 if s["static_prior"] == "lora" else 0.0
-    guide = (s["guide_steps"] * 0.5 + s["guide_denoise_steps"] * 6.0 * s["guide_draws"]) * frames * pixels \
-        if s["guide_steps"] > 0 else 0.0
-    msd = s["msd_steps"] * per_view * (3.0 + inversion)
-    refine = s["refine_steps"] * 2.0 * frames * s["refine_frame_multiplier"] * pixels
-    return lora + guide + msd + refine
+    s = JobSettings.from_dict(settings)
+    plan = stage_plan(s)
+    pixels = (s.resolution / 256.0) ** 2
+    frames = s.frames / 16.0
+    cost = 0.0
+    if "static_prior" in plan:
+        cost += s.lora_steps * s.lora_batch * pixels * 1.5
+    if "guide" in plan:
+        # the draws, then the fit; with the yaw search the fit may run twice (from the turn and without it)
+        fits = 2 if s.guide_yaw_search and s.global_motion else 1
+        cost += (s.guide_steps * 0.5 * fits + s.guide_denoise_steps * GUIDE_DRAW_WORK_PER_STEP * s.guide_draws) \
+            * frames * pixels
+    if "msd" in plan:
+        cost += s.msd_steps * pixels * frames * s.views_per_step * msd_step_work(s)
+    if "refine" in plan:
+        cost += s.refine_steps * 2.0 * frames * s.refine_frame_multiplier * pixels
+    return cost
