@@ -45,6 +45,19 @@ def worker(tmp_path_factory):
         yield w
 
 
+ADMIN_TOKEN = "operator-admin-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def admin_worker(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("admin")
+    token_file = directory / "admin-token"
+    token_file.write_text(ADMIN_TOKEN + "\n")
+    with start_worker(directory, "--max-gaussians", "4000", "--max-queued-per-client", "2",
+                      "--admin-token-file", str(token_file)) as w:
+        yield w
+
+
 def huge_splat(count=50, scale=1e20):
     splat = small_splat(count, seed=3)
     means = (np.random.default_rng(0).random((count, 3)) * scale).astype(np.float32)
@@ -146,6 +159,54 @@ def test_the_queue_limit_is_per_identity_not_per_socket(worker):
     for client, job in zip(sockets, accepted):
         client.cancel(job.job_id)
         assert isinstance(outcome(client, job.job_id, 15.0), p.Cancelled)
+
+
+def final_for(client, job_id, timeout):
+    """The job's own outcome (RESULT, CANCELLED or ERROR with its id), skipping other messages."""
+    return client.wait_for(lambda m: isinstance(m, (p.Result, p.Cancelled, p.Error)) and m.job_id == job_id,
+                           timeout)
+
+
+def listed(status):
+    return {j["job_id"] for j in ([status.running] if status.running else []) + list(status.running_jobs)
+            + list(status.queue)}
+
+
+def test_an_admin_cancel_is_told_to_the_owner_as_well_as_to_the_admin(admin_worker):
+    owner = admin_worker.client(token="owner-token-0123456789")
+    admin = admin_worker.client(token=ADMIN_TOKEN)
+    running = submit(owner, small_splat(60), settings=LONG_JOB)
+    queued = submit(owner, small_splat(60), settings=LONG_JOB)
+    assert isinstance(running, p.Accepted) and isinstance(queued, p.Accepted), (running, queued)
+    owner.wait_for(lambda m: isinstance(m, p.Progress) and m.job_id == running.job_id and m.stage == "msd", 90.0)
+    for job in (queued, running):  # a queued job ends at once; a running one after its child stops
+        admin.cancel(job.job_id)
+        assert isinstance(final_for(admin, job.job_id, 15.0), p.Cancelled)
+        told = final_for(owner, job.job_id, 15.0)
+        assert isinstance(told, p.Cancelled), told
+    owner.request_status()
+    assert listed(owner.wait_for(is_(p.StatusReply), 10.0)) == set()
+
+
+def test_admin_status_lists_every_clients_jobs_and_a_client_only_its_own(admin_worker):
+    alice = admin_worker.client(token="alice-status-token-0123456789")
+    bob = admin_worker.client(token="bob-status-token-0123456789")
+    admin = admin_worker.client(token=ADMIN_TOKEN)
+    a = submit(alice, small_splat(60), settings=LONG_JOB, prompt="alice's job")
+    b = submit(bob, small_splat(60), settings=LONG_JOB, prompt="bob's job")
+    assert isinstance(a, p.Accepted) and isinstance(b, p.Accepted), (a, b)
+    try:
+        replies = {}
+        for name, client in (("alice", alice), ("bob", bob), ("admin", admin)):
+            client.request_status()
+            replies[name] = client.wait_for(is_(p.StatusReply), 10.0)
+        assert listed(replies["alice"]) == {a.job_id} and "bob" not in str(replies["alice"])
+        assert listed(replies["bob"]) == {b.job_id} and "alice" not in str(replies["bob"])
+        assert {a.job_id, b.job_id} <= listed(replies["admin"])  # (and any other client's)
+    finally:
+        for client, job in ((bob, b), (alice, a)):
+            client.cancel(job.job_id)
+            assert isinstance(final_for(client, job.job_id, 15.0), p.Cancelled)
 
 
 def test_the_time_limit_counts_only_the_stages_a_job_runs():

@@ -25,7 +25,9 @@ def new_job_id() -> str:
 
 @dataclass
 class Job:
-    """One accepted job. ``identity`` owns it; ``route`` is the socket its messages go to now."""
+    """One accepted job. ``identity`` owns it; ``route`` is the owner's socket its messages go to now;
+    ``watchers`` are sockets of other (admin) identities that attached to or cancelled it, which get
+    its messages too."""
 
     id: str
     identity: str
@@ -41,6 +43,12 @@ class Job:
     latest_progress: Any = None  # p.Progress
     progress_serial: int = 0
     last_stage: str | None = None
+    watchers: set[bytes] = field(default_factory=set)
+
+    def routes(self) -> list[bytes]:
+        """Every socket the job's messages go to: the owner's latest, then the watching admins'."""
+        owner = [self.route] if self.route is not None else []
+        return owner + sorted(self.watchers - set(owner))
 
     @property
     def finished(self) -> bool:

@@ -10,7 +10,8 @@ Threads and processes:
 A job belongs to the identity that submitted it: the client's CURVE public key when keys are on,
 else the client's token (SUBMIT/CANCEL/ATTACH/STATUS ``token``), else the sending socket. Only that
 identity (or an admin identity) sees it in STATUS, attaches to it or cancels it; its messages go to
-the socket that last submitted, attached to or cancelled it.
+the owner's socket that last submitted, attached to or cancelled it, and to the socket of every admin
+that attached to or cancelled it (an admin never takes the owner's messages away).
 """
 
 from __future__ import annotations
@@ -373,32 +374,41 @@ class WorkerService:
             return None
         return job
 
+    def _follow(self, job: Job, route: bytes, identity: str) -> None:
+        """The job's messages go to ``route`` from now on: it becomes the job's route if ``identity``
+        owns the job, else (an admin) it watches the job beside the owner's route."""
+        if identity == job.identity:
+            job.route = route
+            job.watchers.discard(route)
+        elif route != job.route and not job.finished:
+            job.watchers.add(route)
+
     def _on_cancel(self, route: bytes, identity: str, cancel: p.Cancel) -> None:
         job = self._find_job(route, identity, cancel.job_id)
         if job is None:
             return
-        job.route = route
+        self._follow(job, route, identity)
         jlog = job_logger("animus3d.service", job.id)
         if job.finished:
-            self._send_outcome(job)
+            self._send_outcome(job, route)
         elif self.jobs.remove_queued(job):
-            jlog.info("cancelled before start", extra={"client": _short(route)})
+            jlog.info("cancelled before start", extra={"client": _short(route), "identity": _brief(identity)})
             self._finish(job, p.Cancelled(job_id=job.id))
         else:
-            jlog.info("cancel requested", extra={"client": _short(route)})
+            jlog.info("cancel requested", extra={"client": _short(route), "identity": _brief(identity)})
             self.runner.cancel(job.id)  # the runner kills it if it does not stop within the grace period
 
     def _on_attach(self, route: bytes, identity: str, attach: p.Attach) -> None:
         job = self._find_job(route, identity, attach.job_id)
         if job is None:
             return
-        job.route = route
+        self._follow(job, route, identity)
         job_logger("animus3d.service", job.id).info("attached", extra={"client": _short(route), "state": job.state})
         self._send(route, p.Attached(job_id=job.id, state=job.state, queue_position=self.jobs.position(job)))
         if job.finished:
-            self._send_outcome(job)
+            self._send_outcome(job, route)
         elif job.latest_progress is not None:
-            self._send_progress(job)
+            self._send(route, job.latest_progress)
 
     # ---- running jobs ---------------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -428,8 +438,8 @@ class WorkerService:
                 job.last_stage = message.stage
                 self._send_progress(job)
         elif isinstance(message, p.Preview):
-            if job.route is not None:
-                self._send(job.route, message)
+            for route in job.routes():
+                self._send(route, message)
         elif is_final(message):
             if isinstance(message, p.Result):
                 self._send_progress(job)
@@ -447,8 +457,9 @@ class WorkerService:
             jlog.warning("failed", extra={"code": outcome.code, "detail": outcome.message[:300]})
         else:
             jlog.info("done" if job.state not in (CANCELLED, FAILED) else job.state)
-        if job.route is not None:
-            self._send(job.route, outcome)
+        for route in job.routes():
+            self._send(route, outcome)
+        job.watchers.clear()
 
     # ---- outgoing -------------------------------------------------------------------------
     def _send(self, route: bytes, message: Any) -> None:
@@ -460,22 +471,21 @@ class WorkerService:
             log.warning("send failed", extra={"client": _short(route), "detail": str(exc)})
 
     def _send_progress(self, job: Job) -> None:
-        if job.latest_progress is None or job.route is None:
+        if job.latest_progress is None or not job.routes():
             return
         self._progress_sent[job.id] = (job.progress_serial, time.monotonic())
-        self._send(job.route, job.latest_progress)
+        for route in job.routes():
+            self._send(route, job.latest_progress)
 
-    def _send_outcome(self, job: Job) -> None:
-        """Replays a finished job's stored outcome to its route."""
-        if job.route is None:
-            return
+    def _send_outcome(self, job: Job, route: bytes) -> None:
+        """Replays a finished job's stored outcome to ``route``."""
         try:
             outcome = self.store.outcome(job.id)
         except p.ProtocolError as exc:
             outcome = p.Error(code="internal", message=f"stored outcome unreadable: {exc.message}", job_id=job.id)
         if outcome is None:
             outcome = p.Error(code="internal", message="the job's outcome is missing from the store", job_id=job.id)
-        self._send(job.route, outcome)
+        self._send(route, outcome)
 
     def _periodic(self, now: float) -> None:
         for job in self.jobs.running():
@@ -487,7 +497,7 @@ class WorkerService:
                 self._send_progress(job)
         if now - self._last_heartbeat >= self.config.heartbeat_interval_s:
             self._last_heartbeat = now
-            routes = {job.route for job in self.jobs.jobs.values() if not job.finished and job.route is not None}
+            routes = {route for job in self.jobs.jobs.values() if not job.finished for route in job.routes()}
             for route in routes:
                 self._send(route, p.Heartbeat(instance_id=self.instance_id))
         if now - self._last_expiry >= EXPIRY_EVERY_S:
