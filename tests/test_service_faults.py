@@ -1,7 +1,9 @@
 """The defects of issue 27, each against a real worker process (or a real job child process).
 
 1 a wedging job; 2 ownership; 3 restart; 4 undeliverable and unbounded jobs; 5 memory and limits;
-6 the smaller items (seeds, logs, SIGTERM, PLY sizes, worker options).
+6 the smaller items (seeds, logs, SIGTERM, PLY sizes, worker options). Then what a review of the fix
+found: time limits of presets that fit no LoRA, an admin's CANCEL told to the owner, admin STATUS,
+and the cap on kept results' bytes.
 """
 
 from __future__ import annotations
@@ -230,6 +232,35 @@ def test_the_time_limit_counts_only_the_stages_a_job_runs():
     # a preset that trains a LoRA pays for it
     msd = JobSettings.from_preset("msd")
     assert job_cost(JobSettings.from_preset("msd", lora_steps=600).to_dict()) > job_cost(msd.to_dict())
+
+
+def test_past_the_result_byte_cap_the_oldest_result_is_forgotten_and_attach_says_unknown_job(tmp_path):
+    # a test-preset RESULT of 500 Gaussians is 8 frames x 500 x 40 bytes = 160 kB of arrays plus a
+    # header of a few kB: one fits under 240 kB, two do not
+    with start_worker(tmp_path, "--max-result-bytes", "240000", "--result-ttl", "3600") as worker:
+        client = worker.client(token="result-cap-token-0123456789")
+        first = submit(client, small_splat(500, seed=1))
+        assert isinstance(first, p.Accepted), first
+        assert isinstance(final_for(client, first.job_id, 400.0), p.Result)
+        second = submit(client, small_splat(500, seed=2))
+        assert isinstance(second, p.Accepted), second
+        kept = final_for(client, second.job_id, 400.0)
+        assert isinstance(kept, p.Result)
+        deadline = time.monotonic() + 20.0  # kept results are trimmed every 5 s
+        while True:
+            client.attach(first.job_id)
+            reply = client.wait_for(lambda m: isinstance(m, (p.Attached, p.Error)) and m.job_id == first.job_id, 10.0)
+            if isinstance(reply, p.Error):
+                break
+            assert isinstance(final_for(client, first.job_id, 10.0), p.Result)  # still kept: replayed
+            assert time.monotonic() < deadline, "the older result was never evicted"
+            time.sleep(1.0)
+        assert reply.code == "unknown_job", reply
+        client.attach(second.job_id)
+        assert isinstance(client.wait_for(is_(p.Attached), 10.0), p.Attached)
+        again = final_for(client, second.job_id, 10.0)
+        assert isinstance(again, p.Result)
+        np.testing.assert_array_equal(again.animation.delta_position, kept.animation.delta_position)
 
 
 # ---- 4 and 5: admission ------------------------------------------------------------------------------

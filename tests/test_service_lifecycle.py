@@ -87,3 +87,26 @@ def test_sigterm_during_a_job_ends_it_shutting_down_and_exits_zero_quickly(tmp_p
         assert "event=stopped" in worker.log_text()
     finally:
         worker.stop(signal.SIGKILL)
+
+
+def test_sigterm_with_a_running_and_a_queued_job_tells_both_clients_shutting_down(tmp_path):
+    worker = launch_worker(tmp_path)
+    try:
+        first = worker.client(token="sigterm-running-token-0123456789")
+        second = worker.client(token="sigterm-queued-token-0123456789")
+        long_job = {"preset": "test", "msd_steps": 20000, "preview_every": 0}
+        first.submit(small_splat(100), "a blob spins", settings=long_job)
+        running = first.wait_for(lambda m: isinstance(m, (p.Accepted, p.Error)), 20.0)
+        assert isinstance(running, p.Accepted), running
+        first.wait_for(lambda m: isinstance(m, p.Progress) and m.job_id == running.job_id and m.stage == "msd", 60.0)
+        second.submit(small_splat(80), "a blob hops", settings=long_job)
+        queued = second.wait_for(lambda m: isinstance(m, (p.Accepted, p.Error)), 20.0)
+        assert isinstance(queued, p.Accepted) and queued.queue_position == 1, queued
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(15) == 0
+        for client, job in ((first, running), (second, queued)):
+            final = client.wait_for(lambda m: isinstance(m, (p.Cancelled, p.Result, p.Error))
+                                    and getattr(m, "job_id", None) == job.job_id, 5.0)
+            assert isinstance(final, p.Error) and final.code == "shutting_down", final  # as docs/protocol.md says
+    finally:
+        worker.stop(signal.SIGKILL)
