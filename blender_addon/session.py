@@ -20,6 +20,7 @@ from . import bake, local_worker
 from .retime import Retimed, retime
 from .animus3d_shared.deformation import Animation
 from .splat_mesh import splat_from_object
+from .orientation import IDENTITY, animation_to_object, splat_to_world, world_rotation
 
 TICK_INTERVAL = 0.05
 TICK_BUDGET_S = 0.010  # frame writing stops when the next unit would pass this
@@ -28,6 +29,7 @@ POLL_MAX_TIME_S = 0.003
 STATUS_EVERY_S = 5.0  # queue/state refresh for the panel while connected
 PROP_JOB = "animus3d_job_id"
 PROP_JOB_START = "animus3d_job_frame_start"
+PROP_JOB_ROTATION = "animus3d_job_rotation"  # the object's world rotation the splat was sent with
 ACTIVE_PHASES = ("submitting", "running", "baking")
 
 
@@ -39,6 +41,7 @@ class JobState:
     scene_name: str
     job_id: str = ""
     frame_start: int = 1  # the scene frame the clip starts on (the current frame at Animate)
+    rotation: tuple[float, float, float, float] = IDENTITY  # object's world rotation at Animate (w, x, y, z)
     phase: str = "submitting"  # submitting, running, baking, done, failed, cancelled
     stage: str = ""
     step: int = 0
@@ -122,10 +125,12 @@ class Session:
             raise RuntimeError("not connected to a worker")
         if self.job is not None and self.job.active:
             raise RuntimeError("a job is already running; cancel it first")
-        splat = splat_from_object(obj)
+        rotation = world_rotation(obj)
+        splat = splat_to_world(splat_from_object(obj), rotation)  # the worker sees it as the viewport does
         self.job = JobState(object_name=obj.name, scene_name=scene.name, message="submitting",
-                            frame_start=int(scene.frame_current))
-        obj[PROP_JOB_START] = self.job.frame_start  # a reopened file re-attaches with it
+                            frame_start=int(scene.frame_current), rotation=rotation)
+        obj[PROP_JOB_START] = self.job.frame_start  # a reopened file re-attaches with these
+        obj[PROP_JOB_ROTATION] = list(rotation)
         self.client.submit(splat, prompt, static_prompt=static_prompt, settings=settings, seed=seed)
         return self.job
 
@@ -137,8 +142,10 @@ class Session:
         scene = bpy.data.scenes.get(scene_name)
         start = int(obj.get(PROP_JOB_START, obj.get(bake.PROP_START, 0))) if obj is not None else 0
         start = start or (int(scene.frame_current) if scene is not None else 1)
+        rotation = tuple(float(v) for v in obj.get(PROP_JOB_ROTATION, IDENTITY)) if obj is not None else IDENTITY
         self.job = JobState(object_name=object_name, scene_name=scene_name, job_id=job_id, phase="running",
-                            message="re-attaching", frame_start=start)
+                            message="re-attaching", frame_start=start,
+                            rotation=rotation if len(rotation) == 4 else IDENTITY)
         self.client.attach(job_id)
         return self.job
 
@@ -270,7 +277,7 @@ class Session:
             job.pending_result = job.result_animation  # the writer was dropped (undo): bake again
         scene = bpy.data.scenes.get(job.scene_name)
         if job.pending_result is not None:
-            anim, indices = _animation_of(job.pending_result)
+            anim, indices = _animation_of(job.pending_result, rotation=job.rotation)
             job.clip = (anim.num_frames, float(anim.fps))
             if scene is not None:
                 anim = retime(anim, scene_fps(scene))
@@ -281,7 +288,7 @@ class Session:
             job.writer_is_result = True
             changed = True
         elif job.pending_preview is not None and (job.writer is None or job.writer.done) and not job.writer_is_result:
-            anim, indices = _animation_of(job.pending_preview, scene)
+            anim, indices = _animation_of(job.pending_preview, scene, job.rotation)
             job.pending_preview = None
             if indices is None and anim.num_gaussians != len(obj.data.vertices):
                 job.message = f"preview of {anim.num_gaussians} Gaussians (subsampled, no indices) not shown"
@@ -338,14 +345,16 @@ def _writer_for(obj, frames: int, current: bake.FrameWriter | None, frame_start:
     return writer
 
 
-def _animation_of(msg, scene=None) -> tuple[Animation, np.ndarray | None]:
-    """The message's animation, retimed to ``scene``'s frame rate, and its Gaussian indices."""
+def _animation_of(msg, scene=None, rotation=IDENTITY) -> tuple[Animation, np.ndarray | None]:
+    """The message's animation in the mesh's own frame (it was computed on the splat turned by the
+    object's world ``rotation``), retimed to ``scene``'s frame rate, and its Gaussian indices."""
     if isinstance(msg, (Animation, Retimed)):
         anim, indices = msg, None
     else:
         anim = getattr(msg, "animation", None)
         if anim is None:
             anim = Animation(msg.delta_position, msg.delta_rotation, msg.delta_scale, float(getattr(msg, "fps", 8.0)))
+        anim = animation_to_object(anim, rotation)
         indices = getattr(msg, "indices", None)
     if scene is not None:
         anim = retime(anim, scene_fps(scene))
@@ -383,7 +392,7 @@ def _store_job_id(job: JobState, job_id: str) -> None:
         if job_id:
             obj[PROP_JOB] = job_id
         else:
-            for prop in (PROP_JOB, PROP_JOB_START):
+            for prop in (PROP_JOB, PROP_JOB_START, PROP_JOB_ROTATION):
                 if prop in obj:
                     del obj[prop]
 

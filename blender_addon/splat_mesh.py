@@ -148,7 +148,7 @@ def splat_from_mesh(mesh) -> GaussianSplat:
 
 
 def splat_from_object(obj) -> GaussianSplat:
-    """The splat of a mesh object (its rest state, ignoring object transform)."""
+    """The splat of a mesh object: its rest state in the mesh's own frame (``orientation`` turns it)."""
     if obj is None or obj.type != "MESH":
         raise SplatMeshError("select a mesh object carrying Gaussian-splat attributes")
     return splat_from_mesh(obj.data)

@@ -325,3 +325,14 @@ def test_curve_keys_from_preferences_connect_to_an_authenticated_worker(user_dir
     assert r["missing_file"] == ["CANCELLED"] and "not found" in r["missing_file_error"], r
     assert r["plain"]["welcome"] is False and r["plain"]["error"], r
     assert r["curve"] == {"welcome": True, "error": "", "device": "cpu", "encrypted": True}, r
+
+
+def test_a_rotated_parented_object_is_animated_in_the_axes_the_artist_sees(user_dir, tmp_path):
+    """The splat goes out turned by the object's world rotation (parent included); a world-axes rise and
+    turn from the worker plays as a world-axes rise and turn after the bake."""
+    r = run_scenario("world_transform.py", user_dir, str(tmp_path))
+    assert r["sent_means_err"] < 1e-4 and r["sent_quats_err"] < 1e-5
+    assert r["baked"]
+    assert max(r["world_pos_err"]) < 1e-4, r["world_pos_err"]
+    assert max(r["world_rot_err"]) < 1e-4, r["world_rot_err"]
+    assert r["rotation_prop"] is None  # the job's records are cleared once it is baked
