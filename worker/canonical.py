@@ -6,8 +6,7 @@ overflows or loses every digit there. ``to_canonical`` moves such a splat into a
 origin with its largest side 1 (translation and a power-of-two scale, computed in float64); the
 animation is mapped back by the same scale (positions) and needs nothing else (rotations and
 log-scale deltas do not depend on the frame). A splat that is already well conditioned (largest side
-in [1e-2, 1e2], centre within 1e3 sides of the origin) keeps its coordinates exactly, so ordinary
-assets optimise as they always have.
+in [1e-2, 1e2], centre within 1e3 sides of the origin) keeps its coordinates exactly.
 
 Whatever the frame, the optimised copy also gets float64-normalised quaternions when their lengths
 are extreme and log-scales, SH and opacity logits clamped to ranges where float32 maths stays finite.

@@ -20,9 +20,9 @@ import re
 from .motion_data import KIND_MOTIONS, build_clip, clip_specs, describe, make_object, motion_animation, render_clip
 from animus3d_worker.priors.scoring import TIMESTEPS, denoising_errors
 
-HELD_OUT_SEED = 777  # clip_specs seed of the check's clips (training runs so far used data seeds 0 and 1)
+HELD_OUT_SEED = 777  # clip_specs seed of the check's clips (the shipped prior's runs used data seeds 0-2)
 # With new_objects: object seeds no training run uses (train_prior starts new runs at 10000 and draws
-# 2000 a kind; runs before December 2026 used seeds 0-5, the check's default objects).
+# 2000 a kind; a config without objects_per_kind trained on seeds 0-5, the check's default objects).
 HELD_OUT_OBJECT_SEED = 1_000_000
 NEW_OBJECTS_PER_KIND = 1000
 
@@ -63,7 +63,7 @@ def check_prior(prior, clips: int = 52, *, frames: int = 16, resolution: int = 6
                 new_objects: bool = False) -> PriorCheckResult:
     """Motion recognition of ``prior`` on ``clips`` held-out synthetic clips (front and orbit views).
 
-    The clips' objects are seeds 0-5 of each kind (what priors trained before December 2026 saw), or
+    The clips' objects are seeds 0-5 of each kind (the objects of a config without objects_per_kind), or
     with ``new_objects`` objects that no training run uses."""
     result = PriorCheckResult()
     objects = (dict(objects_per_kind=NEW_OBJECTS_PER_KIND, first_object_seed=HELD_OUT_OBJECT_SEED)

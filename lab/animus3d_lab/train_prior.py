@@ -79,8 +79,8 @@ class TrainConfig:
     jitter_deg: float = 4.0
     data_seed: int = 0
     amplitude_min: float = DEFAULT_AMPLITUDE_RANGE[0]  # amplitudes are uniform in amplitude_range
-    # Distinct objects per kind and the first object seed. Runs before 3 December 2026 trained on 6
-    # objects a kind (seeds 0-5; a saved config without these fields means that); new runs draw each
+    # Distinct objects per kind and the first object seed. A saved config without these fields means 6
+    # objects a kind (seeds 0-5); new runs draw each
     # clip's object from 2000 a kind starting at seed 10000, clear of the suite's seeds (100-112) and
     # of check-prior's unseen objects (HELD_OUT_OBJECT_SEED).
     objects_per_kind: int = 2000

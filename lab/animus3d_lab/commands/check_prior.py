@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--render-backend", default="auto", help="clip renderer: auto, torch or gsplat")
     parser.add_argument("--new-objects", action="store_true",
-                        help="objects no training run uses (default: seeds 0-5 a kind, as before December 2026)")
+                        help="objects no training run uses (default: seeds 0-5 a kind, the objects of a config without objects_per_kind)")
     parser.add_argument("--suite", metavar="FILE.jsonl",
                         help="classify each case's ground-truth clip among captions worded like its prompt "
                              "(held-out cases: evals/suite_heldout.jsonl, wording from --split)")

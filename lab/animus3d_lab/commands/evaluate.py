@@ -18,7 +18,7 @@ from animus3d_worker.commands import CommandError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", required=True, metavar="FILE.jsonl", help="evaluation cases")
     parser.add_argument("--ablation", default="none", help="none, sds, random_noise, text_static, static_negative, arap=W, arap_sweep")
-    parser.add_argument("--preset", default="standard", help="settings preset (test, draft, standard, high)")
+    parser.add_argument("--preset", default="standard", help="settings preset (draft, standard, high; msd, paper; test)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one setting (repeatable)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, help="dataset size, default 2400 (may change on resume)")
     parser.add_argument("--data-seed", type=int, help="seed of the clips' motions and objects (may change on resume)")
     parser.add_argument("--objects-per-kind", type=int,
-                        help="distinct objects a kind, default 2000 (runs before December 2026: 6; may change on resume)")
+                        help="distinct objects a kind, default 2000 (a saved config without it: 6; may change on resume)")
     parser.add_argument("--first-object-seed", type=int,
                         help="the first object seed, default 10000, clear of the suite's objects (may change on "
                              "resume; --objects-per-kind on its own sets it to the default too)")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                                     ("first_object_seed", args.first_object_seed),
                                     ("ema_decay", args.ema_decay)) if v is not None}
         if args.objects_per_kind is not None and args.first_object_seed is None:
-            # A run from before December 2026 resumes with first seed 0: more objects from there would
+            # A run whose saved config has no objects_per_kind resumes with first seed 0: more objects from there would
             # take in the suite's objects (seeds 100-112).
             tuning["first_object_seed"] = TrainConfig.first_object_seed
         if args.make_text_transport:
