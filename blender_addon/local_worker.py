@@ -43,7 +43,6 @@ class WorkerStartError(RuntimeError):
 @dataclass
 class _Started:
     process: subprocess.Popen
-    argv: list[str]
     log_path: Path
     pid_path: Path
     stop_deadline: float | None = None  # monotonic time of the SIGKILL after a stop request
@@ -181,7 +180,7 @@ def start(command: str, state_dir: str | Path) -> subprocess.Popen:
     pid_path.write_text(json.dumps({"pid": process.pid, "argv": argv, "owner": os.getpid()}))
     if _worker is not None and _worker.process.poll() is None:
         _worker.process.kill()  # a stopped worker still in its grace period: the new one replaces it
-    _worker = _Started(process, argv, log_path, pid_path)
+    _worker = _Started(process, log_path, pid_path)
     return process
 
 
@@ -246,11 +245,6 @@ def reap() -> str | None:
             + (f": {tail}" if tail else "") + f" (log: {w.log_path})")
 
 
-def stopped() -> bool:
-    """Whether no worker we started is still alive (a stopped one may still be in its grace period)."""
-    return _worker is None or _worker.process.poll() is not None
-
-
 def stop_and_wait(timeout_s: float = STOP_GRACE_S) -> None:
     """Stop the worker and wait for it: for Blender's exit and the add-on's unregister only."""
     global _worker
@@ -259,7 +253,7 @@ def stop_and_wait(timeout_s: float = STOP_GRACE_S) -> None:
         return
     stop()
     try:
-        w.process.wait(max(0.0, (w.stop_deadline or time.monotonic()) - time.monotonic()) or timeout_s)
+        w.process.wait(timeout_s)
     except subprocess.TimeoutExpired:
         w.process.kill()
         w.process.wait(timeout_s)

@@ -438,8 +438,7 @@ class WorkerService:
                 job.last_stage = message.stage
                 self._send_progress(job)
         elif isinstance(message, p.Preview):
-            for route in job.routes():
-                self._send(route, message)
+            self._send_to_job(job, message)
         elif is_final(message):
             if isinstance(message, p.Result):
                 self._send_progress(job)
@@ -457,8 +456,7 @@ class WorkerService:
             jlog.warning("failed", extra={"code": outcome.code, "detail": outcome.message[:300]})
         else:
             jlog.info("done" if job.state not in (CANCELLED, FAILED) else job.state)
-        for route in job.routes():
-            self._send(route, outcome)
+        self._send_to_job(job, outcome)
         job.watchers.clear()
 
     # ---- outgoing -------------------------------------------------------------------------
@@ -470,12 +468,16 @@ class WorkerService:
         except zmq.ZMQError as exc:
             log.warning("send failed", extra={"client": _short(route), "detail": str(exc)})
 
+    def _send_to_job(self, job: Job, message: Any) -> bool:
+        """Sends ``message`` to every socket following the job (``Job.routes``); False when none does."""
+        routes = job.routes()
+        for route in routes:
+            self._send(route, message)
+        return bool(routes)
+
     def _send_progress(self, job: Job) -> None:
-        if job.latest_progress is None or not job.routes():
-            return
-        self._progress_sent[job.id] = (job.progress_serial, time.monotonic())
-        for route in job.routes():
-            self._send(route, job.latest_progress)
+        if job.latest_progress is not None and self._send_to_job(job, job.latest_progress):
+            self._progress_sent[job.id] = (job.progress_serial, time.monotonic())
 
     def _send_outcome(self, job: Job, route: bytes) -> None:
         """Replays a finished job's stored outcome to ``route``."""
