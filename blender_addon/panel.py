@@ -31,21 +31,74 @@ def prior_notice(models) -> tuple[str, ...]:
             "in the worker's models.toml (see README).")
 
 
-class ANIMUS3D_PT_panel(bpy.types.Panel):
-    bl_label = "Animus3D"
-    bl_idname = "ANIMUS3D_PT_panel"
+class _Sidebar:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Animus3D"
 
+
+class ANIMUS3D_PT_panel(_Sidebar, bpy.types.Panel):
+    """The motion to make, the job's progress and the baked result of the active object."""
+
+    bl_label = "Animus3D"
+    bl_idname = "ANIMUS3D_PT_panel"
+
     def draw(self, context):
         layout = self.layout
         props = context.scene.animus3d
-        prefs = preferences(context)
+        obj = context.active_object
+        col = layout.column()
+        col.prop(props, "prompt")
+        col.prop(props, "static_prompt")
+        if not props.static_prompt and obj is not None:
+            col.label(text=f"(auto) {derive_static_prompt(obj.name)}")
+        col.prop(props, "preset")
+        row = col.row(align=True)
+        row.prop(props, "frames")
+        row.prop(props, "seed")
+        clip = props.clip_frames()
+        if clip is not None:
+            col.label(text=f"Clip: {clip} frames", icon="TIME")
+        col.prop(props, "fit_scene_range")
 
-        box = layout.box()
+        job = SESSION.job
+        if job is not None and job.active:
+            text = f"{job.stage or job.phase} {job.step}/{job.total}{_eta_text(job.eta_s)}"
+            if hasattr(layout, "progress"):
+                layout.progress(factor=job.fraction, type="BAR", text=text)
+            else:
+                layout.label(text=text)
+            layout.operator("animus3d.cancel", icon="CANCEL")
+        else:
+            layout.operator("animus3d.animate", icon="PLAY")
+        if job is not None and job.error:
+            layout.label(text=job.error, icon="ERROR")
+        elif job is not None and job.message:
+            layout.label(text=job.message)
+        for text in (job.warnings if job is not None else ()):
+            layout.label(text=text, icon="ERROR")
+        if obj is not None and bake.baked_frames(obj):
+            row = layout.row(align=True)
+            row.operator("animus3d.export_ply_sequence")
+            row.operator("animus3d.clear_animation")
+        elif obj is not None and bake.preview_frames(obj):
+            layout.label(text=f"Preview ({bake.preview_frames(obj)} frames), not a bake", icon="HIDE_OFF")
+            if not (job is not None and job.active and job.object_name == obj.name):
+                layout.operator("animus3d.clear_animation", text="Remove Preview")
+
+
+class ANIMUS3D_PT_worker(_Sidebar, bpy.types.Panel):
+    """Where jobs run: the worker's address, what it reports, the local worker."""
+
+    bl_label = "Worker"
+    bl_idname = "ANIMUS3D_PT_worker"
+    bl_parent_id = "ANIMUS3D_PT_panel"
+
+    def draw(self, context):
+        box = self.layout.column()
+        prefs = preferences(context)
         if isinstance(prefs, bpy.types.AddonPreferences):
-            box.prop(prefs, "worker_address", text="Worker")  # used by the next Animate
+            box.prop(prefs, "worker_address", text="Address")  # used by the next Animate
         box.label(text=f"Connected to: {SESSION.address}" if SESSION.address else "Not connected yet")
         welcome = SESSION.welcome
         if SESSION.connected and welcome is not None:
@@ -76,53 +129,27 @@ class ANIMUS3D_PT_panel(bpy.types.Panel):
         if local_worker.log_path() is not None:
             row.operator("animus3d.show_worker_log", text="", icon="TEXT")
 
-        obj = context.active_object
-        col = layout.column()
-        col.prop(props, "prompt")
-        col.prop(props, "static_prompt")
-        if not props.static_prompt and obj is not None:
-            col.label(text=f"(auto) {derive_static_prompt(obj.name)}")
-        col.prop(props, "preset")
-        row = col.row(align=True)
-        row.prop(props, "frames")
-        row.prop(props, "seed")
-        col.prop(props, "fit_scene_range")
-        col.prop(props, "show_advanced", icon="TRIA_DOWN" if props.show_advanced else "TRIA_RIGHT")
-        if props.show_advanced:
-            adv = col.box()
-            adv.prop(props, "use_advanced")
-            sub = adv.column()
-            sub.enabled = props.use_advanced
-            for name in ADVANCED_FIELDS:
-                sub.prop(props, name)
 
-        job = SESSION.job
-        if job is not None and job.active:
-            text = f"{job.stage or job.phase} {job.step}/{job.total}{_eta_text(job.eta_s)}"
-            if hasattr(layout, "progress"):
-                layout.progress(factor=job.fraction, type="BAR", text=text)
-            else:
-                layout.label(text=text)
-            layout.operator("animus3d.cancel", icon="CANCEL")
-        else:
-            layout.operator("animus3d.animate", icon="PLAY")
-        if job is not None and job.error:
-            layout.label(text=job.error, icon="ERROR")
-        elif job is not None and job.message:
-            layout.label(text=job.message)
-        for text in (job.warnings if job is not None else ()):
-            layout.label(text=text, icon="ERROR")
-        if obj is not None and bake.baked_frames(obj):
-            row = layout.row(align=True)
-            row.operator("animus3d.export_ply_sequence")
-            row.operator("animus3d.clear_animation")
-        elif obj is not None and bake.preview_frames(obj):
-            layout.label(text=f"Preview ({bake.preview_frames(obj)} frames), not a bake", icon="HIDE_OFF")
-            if not (job is not None and job.active and job.object_name == obj.name):
-                layout.operator("animus3d.clear_animation", text="Remove Preview")
+class ANIMUS3D_PT_advanced(_Sidebar, bpy.types.Panel):
+    """Settings sent instead of the preset's when the header's box is ticked."""
+
+    bl_label = "Override Preset"
+    bl_idname = "ANIMUS3D_PT_advanced"
+    bl_parent_id = "ANIMUS3D_PT_panel"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw_header(self, context):
+        self.layout.prop(context.scene.animus3d, "use_advanced", text="")
+
+    def draw(self, context):
+        props = context.scene.animus3d
+        col = self.layout.column()
+        col.enabled = props.use_advanced
+        for name in ADVANCED_FIELDS:
+            col.prop(props, name)
 
 
-CLASSES = (ANIMUS3D_PT_panel,)
+CLASSES = (ANIMUS3D_PT_panel, ANIMUS3D_PT_worker, ANIMUS3D_PT_advanced)  # parents first
 
 
 def register() -> None:

@@ -7,7 +7,7 @@ import re
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .animus3d_shared.settings import ARTIST_PRESETS, NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings
+from .animus3d_shared.settings import ARTIST_PRESETS, NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings, SettingsError
 from .local_worker import DEFAULT_COMMAND
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
@@ -41,14 +41,15 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
         name="Preset (scripts)", default="", options={"HIDDEN"},
         description="Any worker preset by name, sent instead of Preset when set (scripts and smoke runs)",
     )
-    frames: IntProperty(name="Frames", description="0: the preset's frame count", default=0, min=0, max=128)
+    frames: IntProperty(name="Frames", default=0, min=0, max=512,
+                        description="Frames of the baked clip (0: the preset's). Refinement makes a multiple of "
+                                    "its factor, so the clip is the next such length at or above this")
     seed: IntProperty(name="Seed", default=0, min=0)
     fit_scene_range: BoolProperty(
         name="Fit scene range",
         description="Set the scene's frame range to the baked clip (Remove Animation restores it)",
         default=False,
     )
-    show_advanced: BoolProperty(name="Advanced", default=False)
     use_advanced: BoolProperty(name="Override preset", description="Send the advanced settings below", default=False)
     # Override defaults are the standard preset's, so ticking "Override preset" changes nothing by itself.
     guide_steps: IntProperty(name="Guide fit steps", description="0: no guide clip (the paper's method)",
@@ -64,11 +65,19 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
     job_id: StringProperty(name="Job", default="")
     job_object: StringProperty(name="Job object", default="")
 
+    def clip_frames(self) -> int | None:
+        """Frames of the clip the next Animate bakes (None for a preset this add-on does not know)."""
+        try:
+            return JobSettings.from_dict(self.job_settings()).clip_frames
+        except (SettingsError, TypeError, ValueError):
+            return None
+
     def job_settings(self) -> dict:
         """The settings dict sent with SUBMIT: the preset plus overrides."""
         settings: dict = {"preset": self.preset_override or self.preset}
         if self.frames:
-            settings["frames"] = int(self.frames)
+            preset = JobSettings.from_preset(settings["preset"]) if settings["preset"] in PRESETS else None
+            settings["frames"] = preset.frames_for_clip(self.frames) if preset else int(self.frames)
         if self.use_advanced:
             for name in ADVANCED_FIELDS:
                 settings[name] = getattr(self, name)

@@ -95,6 +95,9 @@ class Session:
 
         if self.client is not None and self.address == address and self.curve == curve and not self.client.lost:
             return
+        refusal = offline_refusal(address)
+        if refusal:
+            raise RuntimeError(refusal)
         self.disconnect()
         kwargs = {} if heartbeat_timeout_s is None else {"timeout_s": float(heartbeat_timeout_s)}
         if curve is not None:
@@ -330,6 +333,17 @@ class Session:
     def close(self) -> None:
         self.disconnect()
         self.job = None
+
+
+def offline_refusal(address: str) -> str:
+    """Why Blender's "Allow Online Access" forbids reaching ``address`` ('' where it does not): a
+    worker on this machine needs no online access, any other address does."""
+    from .animus3d_shared.endpoints import is_loopback_endpoint
+
+    if getattr(bpy.app, "online_access", True) or is_loopback_endpoint(address):
+        return ""
+    return (f"Online access is off in Blender (Preferences > System > Network): allow it to reach the worker "
+            f"at {address}, or start a local worker")
 
 
 def _writer_for(obj, frames: int, current: bake.FrameWriter | None, frame_start: int, preview: bool) -> bake.FrameWriter:

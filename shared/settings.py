@@ -150,6 +150,19 @@ class JobSettings:
         return settings
 
     # ---- validation ---------------------------------------------------------------------
+    @property
+    def clip_frames(self) -> int:
+        """Frames of the clip a job delivers: the optimised frames, times the refinement's multiplier
+        when refinement runs."""
+        return self.frames * (self.refine_frame_multiplier if self.refine_steps > 0 else 1)
+
+    def frames_for_clip(self, clip_frames: int) -> int:
+        """The ``frames`` setting whose delivered clip is the shortest one of at least ``clip_frames``
+        frames (the refinement delivers a multiple of its multiplier)."""
+        step = self.clip_frames // self.frames
+        low, high = _RANGES["frames"]
+        return int(min(max(-(-int(clip_frames) // step), low), high))
+
     def validate(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)

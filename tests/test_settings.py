@@ -75,3 +75,13 @@ def test_standard_draws_its_guide_in_50_ddim_steps():
     # 50 steps: 30/36 suite motions against 27/36 at 20 (docs/evaluation.md)
     assert JobSettings.from_preset("standard").guide_denoise_steps == 50
     assert JobSettings().guide_denoise_steps == 20
+
+
+def test_clip_frames_count_the_refinements_multiple_and_frames_for_clip_inverts_it():
+    draft, standard, high = (JobSettings.from_preset(p) for p in ("draft", "standard", "high"))
+    assert draft.clip_frames == draft.frames  # no refinement: the optimised frames are the clip
+    assert standard.clip_frames == standard.frames * standard.refine_frame_multiplier == 2 * standard.frames
+    assert high.clip_frames == 4 * high.frames
+    assert standard.frames_for_clip(7) == 4 and standard.replace(frames=4).clip_frames == 8  # rounded up
+    assert standard.frames_for_clip(16) == 8 and draft.frames_for_clip(16) == 16
+    assert high.frames_for_clip(1) == 2 and high.frames_for_clip(10_000) == 128  # the setting's range

@@ -216,7 +216,7 @@ class _JobRun:
         settings = self.settings
         refiner = self.priors.get(self.models.refine_prior or self.models.motion_prior, self.dev, self.dtype)
         cond = self.cond if refiner is self.prior else encode_conditioning(refiner, self.prompt, self.static_prompt)
-        self.out_frames = settings.frames * settings.refine_frame_multiplier
+        self.out_frames = settings.clip_frames
         with refiner.graphed() if settings.cuda_graphs else contextlib.nullcontext():
             refined = refine_motion(refiner, self.problem, cond, settings, self.relay("refine"), self.generator,
                                     on_step=self.preview("refine", self.out_frames))

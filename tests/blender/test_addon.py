@@ -153,7 +153,7 @@ def test_import_bake_export_reload(user_dir, tmp_path):
     want |= {f"scale_{i}" for i in range(3)} | {f"rot_{i}" for i in range(4)}
     assert want <= set(r["float_attrs"])
     assert r["roundtrip_exact"] and r["native_matches"]
-    assert r["modifier"] == ["NODES"] and r["display_pointcloud"] == 1500 and r["display_radius_ok"]
+    assert r["modifier"] == ["NODES"]
     frame_attrs = sorted(f"animus3d_f{t}_{w}" for t in range(5) for w in ("pos", "rot", "scale"))
     for stage in ("bake", "reloaded"):
         b = r[stage]
@@ -296,6 +296,15 @@ def test_artist_session_presets_address_delete_reports(user_dir, tmp_path, worke
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- worker log\n{worker.log_text()[-4000:]}") from None
     assert r["presets"] == ["draft", "standard", "high"]
+    assert r["panels"] == {"ANIMUS3D_PT_panel": None, "ANIMUS3D_PT_worker": "ANIMUS3D_PT_panel",
+                           "ANIMUS3D_PT_advanced": "ANIMUS3D_PT_panel"}, r["panels"]
+    # The Frames field is the baked clip's length: refinement doubles (standard) or quadruples (high)
+    # the frames it is sent, so the panel sends fewer and states the clip it gets.
+    online = r["online"]  # Blender's online-access switch gates remote workers only
+    assert online["remote_False"] == ["CANCELLED"] and "Online access is off" in online["remote_False_error"], online
+    assert online["remote_True"] == ["FINISHED"] and online["remote_True_error"] == "", online
+    assert online["loopback_False"] == online["loopback_True"] == ["FINISHED"], online
+    assert r["clips"] == {"draft": [7, 7], "standard": [8, 4], "high": [8, 2], "standard_default": [32, False]}, r["clips"]
     assert r["export_poll_unbaked"] is False
     assert r["submitted_to"] == worker.address  # the changed preference, without pressing Connect
     assert r["running_stage"] == "msd" and r["scene_job_id_before"]
@@ -336,3 +345,21 @@ def test_a_rotated_parented_object_is_animated_in_the_axes_the_artist_sees(user_
     assert max(r["world_pos_err"]) < 1e-4, r["world_pos_err"]
     assert max(r["world_rot_err"]) < 1e-4, r["world_rot_err"]
     assert r["rotation_prop"] is None  # the job's records are cleared once it is baked
+
+
+@pytest.mark.parametrize("blender", ["4.2", "5.0"])
+def test_the_display_shows_oriented_anisotropic_blended_gaussians(request, tmp_path, blender):
+    """Defect 10: each Gaussian is an ellipsoid with its own rotation and per-axis scale, faint
+    Gaussians blend (a Cycles render has half-covered pixels), and Points mode stays for big splats."""
+    template = request.getfixturevalue("installed42" if blender == "4.2" else "installed")
+    template = template if blender == "4.2" else template[0]
+    r = run_scenario("display.py", copy_user_dir(template, tmp_path / "user"), str(tmp_path),
+                     python=BPY42_PYTHON if blender == "4.2" else None)
+    assert r["points_mode_default"] is False
+    assert r["instances"] == 300, r
+    assert r["centres_err"] < 1e-5 and r["frames_err"] < 1e-4 and r["anisotropic"], r
+    assert r["covered"] > 50 and r["coloured"], r
+    assert r["partial"] > 0.3 * r["covered"] and r["max_alpha"] > 0.5, r  # blended, not opaque discs
+    if "points" in r:  # Blender exposes the evaluated point cloud from 4.3 on
+        assert r["points"] == 300 and r["points_radius_ok"], r
+    assert r["points_alpha_max"] > 0.2, r

@@ -10,13 +10,14 @@ Key layout (what ``animus3d keygen DIR`` writes, in ``zmq.auth`` certificate for
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
+
+from animus3d_shared import endpoints
 
 SERVER_NAME = "server"
 AUTHORIZED_DIR = "authorized_clients"
@@ -29,24 +30,10 @@ class SecurityError(ValueError):
 
 def is_loopback_endpoint(endpoint: str) -> bool:
     """True for ipc://, inproc:// and tcp:// endpoints on 127.0.0.0/8, ::1 or localhost."""
-    scheme, sep, rest = endpoint.partition("://")
-    if not sep:
-        raise SecurityError(f"endpoint {endpoint!r} must look like tcp://HOST:PORT")
-    scheme = scheme.lower()
-    if scheme in ("ipc", "inproc"):
-        return True
-    if scheme != "tcp":
-        return False
-    host = rest.rsplit(":", 1)[0] if ":" in rest else rest
-    host = host.strip("[]")
-    if ";" in host:  # "source;dest" form: judge the bound side
-        host = host.split(";")[-1]
-    if host.lower() == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", interface names, host names: not provably loopback
+        return endpoints.is_loopback_endpoint(endpoint)
+    except ValueError as exc:
+        raise SecurityError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,38 @@ result = {}
 scene = bpy.context.scene
 props = scene.animus3d
 result["presets"] = [item.identifier for item in props.bl_rna.properties["preset"].enum_items]
+result["panels"] = {name: getattr(getattr(bpy.types, name, None), "bl_parent_id", None)
+                    for name in ("ANIMUS3D_PT_panel", "ANIMUS3D_PT_worker", "ANIMUS3D_PT_advanced")
+                    if hasattr(bpy.types, name)}
+clips = {}  # the clip length the panel states and the frames it sends, per preset, for 7 frames asked
+for preset in ("draft", "standard", "high"):
+    props.preset, props.frames = preset, 7
+    clips[preset] = [props.clip_frames(), props.job_settings()["frames"]]
+props.preset, props.frames = "standard", 0
+clips["standard_default"] = [props.clip_frames(), "frames" in props.job_settings()]
+result["clips"] = clips
+
+# Blender's "Allow Online Access": a remote worker needs it, a loopback one does not.
+system = bpy.context.preferences.system
+online = {}
+
+
+def connect_outcome() -> list:
+    try:
+        return sorted(bpy.ops.animus3d.connect())
+    except RuntimeError:  # an operator that reports an error raises when called from Python
+        return ["CANCELLED"]
+
+
+for allowed in (False, True):
+    system.use_online_access = allowed
+    prefs.worker_address = "tcp://192.0.2.7:5555"  # TEST-NET-1: never answers, connecting is lazy
+    online[f"remote_{allowed}"] = connect_outcome()
+    online[f"remote_{allowed}_error"] = addon.session.offline_refusal(prefs.worker_address)
+    prefs.worker_address = dead_address
+    online[f"loopback_{allowed}"] = connect_outcome()
+result["online"] = online
+system.use_online_access = False  # as bpy starts; the rest of the session talks to loopback workers
 
 obj = addon.ply_io.import_splat(bpy, bpy.context, samples.make_test_blob(seed=1, count=400, sh_degree=0), "Blob")
 result["export_poll_unbaked"] = bpy.ops.animus3d.export_ply_sequence.poll()

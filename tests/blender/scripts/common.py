@@ -44,23 +44,29 @@ def finish(result: dict) -> None:
 
 def evaluated_splat(obj, frame=None):
     """(positions [N,3], wxyz rotations [N,4], log-scales [N,3]) of ``obj`` as evaluated on scene
-    ``frame`` (the current one when None): the display's point cloud where Blender exposes it
-    (4.3+), else the evaluated mesh."""
+    ``frame`` (the current one when None): the mesh the motion modifier outputs, read with the display
+    modifier switched off for the moment (it turns points into ellipsoid instances)."""
     import numpy as np
 
     if frame is not None:
         bpy.context.scene.frame_set(frame)
-    ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    geometry = ev.evaluated_geometry() if hasattr(ev, "evaluated_geometry") else None  # kept alive while read
-    data = geometry.pointcloud if geometry is not None and geometry.pointcloud is not None else ev.data
-    n = len(data.attributes["position"].data)
+    display = obj.modifiers.get("Animus3D Display")
+    shown = display is not None and display.show_viewport
+    if shown:
+        display.show_viewport = False
+    try:
+        data = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
+        n = len(data.attributes["position"].data)
 
-    def floats(name):
-        out = np.empty(n, np.float32)
-        data.attributes[name].data.foreach_get("value", out)
-        return out
+        def floats(name):
+            out = np.empty(n, np.float32)
+            data.attributes[name].data.foreach_get("value", out)
+            return out
 
-    pos = np.empty(n * 3, np.float32)
-    data.attributes["position"].data.foreach_get("vector", pos)
-    return (pos.reshape(n, 3), np.stack([floats(f"rot_{c}") for c in range(4)], 1),
-            np.stack([floats(f"scale_{c}") for c in range(3)], 1))
+        pos = np.empty(n * 3, np.float32)
+        data.attributes["position"].data.foreach_get("vector", pos)
+        return (pos.reshape(n, 3), np.stack([floats(f"rot_{c}") for c in range(4)], 1),
+                np.stack([floats(f"scale_{c}") for c in range(3)], 1))
+    finally:
+        if shown:
+            display.show_viewport = True

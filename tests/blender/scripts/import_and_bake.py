@@ -8,7 +8,7 @@ import numpy as np
 
 from animus3d_shared import ply, samples
 from animus3d_shared.deformation import Animation, quat_multiply, quat_normalise
-from common import clean_scene, enable_addon, finish
+from common import clean_scene, enable_addon, evaluated_splat, finish
 
 work = sys.argv[1]
 addon = enable_addon()
@@ -30,18 +30,6 @@ result["modifier"] = [m.type for m in obj.modifiers]
 back = addon.splat_mesh.splat_from_object(obj)
 result["roundtrip_exact"] = all(np.array_equal(getattr(back, f), getattr(splat, f)) for f in
                                 ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest"))
-# Evaluated display geometry: a point cloud with radii
-deps = bpy.context.evaluated_depsgraph_get()
-ev = obj.evaluated_get(deps)
-result["display_points"] = len(ev.data.attributes["position"].data) if hasattr(ev.data, "attributes") else -1
-geom = ev.evaluated_geometry() if hasattr(ev, "evaluated_geometry") else None
-if geom is not None and geom.pointcloud is not None:
-    pc = geom.pointcloud
-    radius = np.empty(len(pc.points), np.float32)
-    pc.attributes["radius"].data.foreach_get("value", radius)
-    result["display_pointcloud"] = len(pc.points)
-    result["display_radius_ok"] = bool(np.allclose(radius, np.exp(splat.log_scales.max(1)), rtol=1e-5))
-
 # ---- Blender's native PLY importer gives a mesh our code accepts
 bpy.ops.wm.ply_import(filepath=path)
 native = bpy.context.active_object
@@ -62,24 +50,6 @@ scene = bpy.context.scene
 addon.bake.bake_animation(obj, anim, scene, frame_start=1)
 
 
-def evaluated_points(obj):
-    """Positions, rotations and log-scales after the motion and display modifiers (a point cloud)."""
-    ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    geometry = ev.evaluated_geometry()  # keep it alive while reading
-    pc = geometry.pointcloud
-    n = len(pc.points)
-    co = np.empty(n * 3, np.float32)
-    pc.attributes["position"].data.foreach_get("vector", co)
-
-    def floats(name):
-        out = np.empty(n, np.float32)
-        pc.attributes[name].data.foreach_get("value", out)
-        return out
-
-    return (co.reshape(-1, 3), np.stack([floats(f"rot_{c}") for c in range(4)], 1),
-            np.stack([floats(f"scale_{c}") for c in range(3)], 1))
-
-
 def check_frames(obj, label):
     mesh = obj.data
     out = {"frame_attrs": sorted(a.name for a in mesh.attributes if a.name.startswith("animus3d_")),
@@ -96,13 +66,13 @@ def check_frames(obj, label):
     for f in (1, 3, 5):
         scene.frame_set(f)
         t = f - 1
-        pos, q, s = evaluated_points(obj)
+        pos, q, s = evaluated_splat(obj)
         want_q = quat_normalise(quat_multiply(drot[t], splat.quats))
         pos_ok &= bool(np.allclose(pos, splat.means + dpos[t], atol=1e-5))
         rot_ok &= bool(np.allclose(q, want_q, atol=1e-5))
         scale_ok &= bool(np.allclose(s, splat.log_scales + dscale[t], atol=1e-6))
     scene.frame_set(20)  # outside: the originals
-    pos, q, s = evaluated_points(obj)
+    pos, q, s = evaluated_splat(obj)
     out.update(pos_ok=pos_ok, key_ok=key_ok, interp_ok=interp_ok, rot_ok=rot_ok, scale_ok=scale_ok,
                outside_is_original=bool(np.array_equal(q, splat.quats) and np.array_equal(pos, splat.means)))
     return out
