@@ -7,14 +7,14 @@ import re
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .animus3d_shared.settings import ARTIST_PRESETS, NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings, SettingsError
+from .animus3d_shared.settings import ARTIST_PRESETS, DEFAULT_PRESET, NOISE_MODES, PRESETS, STATIC_PRIORS, JobSettings, SettingsError
 from .local_worker import DEFAULT_COMMAND
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 # The panel offers the product ladder (ARTIST_PRESETS); `test` (smoke runs) and the paper presets
 # stay reachable from scripts through ``preset_override``.
 PRESET_ITEMS = [(name, name.capitalize(), f"the '{name}' preset") for name in ARTIST_PRESETS if name in PRESETS]
-STANDARD = JobSettings.from_preset("standard")
+DEFAULTS = JobSettings.from_preset(DEFAULT_PRESET)
 ADVANCED_FIELDS = ("guide_steps", "msd_steps", "lora_steps", "guidance_scale", "arap_weight", "tv_weight", "noise_mode", "static_prior")
 
 
@@ -35,7 +35,7 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
     preset: EnumProperty(
         name="Preset",
         items=PRESET_ITEMS,
-        default="standard",  # minutes on one GPU; "draft" for a quick look
+        default=DEFAULT_PRESET,
     )
     preset_override: StringProperty(
         name="Preset (scripts)", default="", options={"HIDDEN"},
@@ -51,11 +51,11 @@ class Animus3DSceneSettings(bpy.types.PropertyGroup):
         default=False,
     )
     use_advanced: BoolProperty(name="Override preset", description="Send the advanced settings below", default=False)
-    # Override defaults are the standard preset's, so ticking "Override preset" changes nothing by itself.
+    # Override defaults are the default preset's, so ticking "Override preset" changes nothing by itself.
     guide_steps: IntProperty(name="Guide fit steps", description="0: no guide clip (the paper's method)",
-                             default=STANDARD.guide_steps, min=0, max=100_000)
-    msd_steps: IntProperty(name="MSD steps", default=STANDARD.msd_steps, min=0, max=100_000)
-    lora_steps: IntProperty(name="LoRA steps", default=STANDARD.lora_steps, min=0, max=100_000)
+                             default=DEFAULTS.guide_steps, min=0, max=100_000)
+    msd_steps: IntProperty(name="MSD steps", default=DEFAULTS.msd_steps, min=0, max=100_000)
+    lora_steps: IntProperty(name="LoRA steps", default=DEFAULTS.lora_steps, min=0, max=100_000)
     guidance_scale: FloatProperty(name="Guidance", default=7.5, min=0.0, max=100.0)
     arap_weight: FloatProperty(name="ARAP weight", default=8.0, min=0.0, max=1e6)
     tv_weight: FloatProperty(name="TV weight", default=1.0, min=0.0, max=1e6)

@@ -18,6 +18,9 @@ GUIDANCE_NEGATIVES = ("empty", "static")
 GUIDE_NOISES = ("inverted", "anchored")
 
 
+DEFAULT_PRESET = "standard"  # what a job without a preset runs: the panel, the CLI and the wire
+
+
 class SettingsError(ValueError):
     """A setting is unknown, of the wrong type or out of range."""
 
@@ -114,7 +117,7 @@ class JobSettings:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_preset(cls, preset: str = "standard", **overrides: Any) -> "JobSettings":
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides: Any) -> "JobSettings":
         if preset not in PRESETS:
             raise SettingsError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         values = dict(PRESETS[preset])
@@ -129,11 +132,11 @@ class JobSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "JobSettings":
-        """Build from a wire/JSON mapping: its 'preset' (default 'standard') plus overrides."""
+        """Build from a wire/JSON mapping: its 'preset' (default DEFAULT_PRESET) plus overrides."""
         if not isinstance(data, Mapping):
             raise SettingsError("settings must be a mapping")
         data = dict(data)
-        preset = data.pop("preset", "standard")
+        preset = data.pop("preset", DEFAULT_PRESET)
         if not isinstance(preset, str):
             raise SettingsError("setting 'preset' must be a string")
         return cls.from_preset(preset, **data)
@@ -292,4 +295,3 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # The presets offered to artists, cheapest first; `standard` is the default everywhere.
 ARTIST_PRESETS = ("draft", "standard", "high")
-DEFAULT_PRESET = "standard"

@@ -55,7 +55,7 @@ def test_fitting_moves_the_front_view_towards_the_guide(blob):
         problem.field.global_motion.translation.zero_()
         _, (means, quats, log_scales) = problem.deform(problem.frames)
         before = float(((problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0] - guide) ** 2).mean())
-    losses = fit_to_guide(problem, guide, settings, JobEvents())
+    losses = fit_to_guide(problem, guide, settings, JobEvents()).losses
     with torch.no_grad():
         _, (means, quats, log_scales) = problem.deform(problem.frames)
         after = float(((problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0] - guide) ** 2).mean())

@@ -88,16 +88,18 @@ def _fit_with_search(obj, label: str, steps: int = 10):
 
     problem, settings = _problem(obj, guide_yaw_search=True, guide_steps=steps)
     reports = []
-    fit_to_guide(problem, _clip(problem, obj, label), settings, JobEvents(on_progress=reports.append))
-    return problem, reports
+    fit = fit_to_guide(problem, _clip(problem, obj, label), settings, JobEvents(on_progress=reports.append))
+    return problem, reports, fit
 
 
 def test_a_found_turn_is_kept_when_it_explains_the_guide_better(vehicle_problem):
     """A spin: the fit from the found turn and the fit without it are both run (reported as one stage
     of twice the steps), and the turned one is kept."""
     obj, _ = vehicle_problem
-    problem, reports = _fit_with_search(obj, "spin")
+    problem, reports, fit = _fit_with_search(obj, "spin")
     assert reports[-1].step == reports[-1].total == 20
+    assert fit.turn is not None and fit.turn.kept and fit.turn.turned_error < fit.turn.unturned_error
+    assert abs(fit.turn.turn_deg) > 45 and reports[-1].message == fit.turn.message
     assert "kept the fit from a turn" in reports[-1].message
     rotation = problem.field.global_motion.rotation
     assert rotation.requires_grad and float(rotation.detach()[-1, 2].abs()) > math.radians(45)
@@ -111,7 +113,8 @@ def test_a_turn_that_explains_the_guide_worse_is_dropped(vehicle_problem, monkey
     half_turn = torch.linspace(0.0, math.pi, 16)
     monkeypatch.setattr(guide, "search_yaw", lambda problem, clip, view: half_turn)
     obj, _ = vehicle_problem
-    problem, reports = _fit_with_search(obj, "jump")
+    problem, reports, fit = _fit_with_search(obj, "jump")
+    assert fit.turn is not None and not fit.turn.kept and round(fit.turn.turn_deg) == 180
     assert "kept the fit without the turn of +180°" in reports[-1].message
     motion = problem.field.global_motion
     assert all(not p.requires_grad and float(p.detach().abs().max()) == 0.0 for p in motion.parameters())

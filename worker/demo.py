@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from animus3d_shared.settings import JobSettings
+from animus3d_shared.settings import DEFAULT_PRESET, JobSettings
 
 DEFAULT_PROMPT = "the character waves its right arm"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = parse_overrides(args.set)
     demo = GPU_DEMO if device.type == "cuda" else CPU_DEMO
-    settings = JobSettings.from_preset("standard", **{**demo, **overrides})
+    settings = JobSettings.from_preset(DEFAULT_PRESET, **{**demo, **overrides})
     splat = load_sample()
     print(f"animus3d demo: {splat.count} Gaussians, prompt {args.prompt!r}, device {device}, preset {settings.preset}"
           f"{'' if device.type == 'cuda' else ' (CPU budget)'}")

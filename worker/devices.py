@@ -5,12 +5,28 @@ from __future__ import annotations
 import torch
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+class DeviceError(ValueError, RuntimeError):
+    """A device this machine does not have, or a string that names none (one line for the user)."""
+
+
+def device_name(device: str = "auto") -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` resolved to a device this machine has."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but this machine has no usable CUDA device")
-    return torch.device(device)
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    name, _, index = device.partition(":")
+    if name != "cuda" or (index and not index.isdigit()):
+        raise DeviceError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {device} was requested but this machine has no usable CUDA device")
+    if index and int(index) >= torch.cuda.device_count():
+        raise DeviceError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    return torch.device(device_name(device))
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -95,7 +95,7 @@ def search_case(case, settings: JobSettings, device: torch.device, seed: int = 0
 def fit_case(case, settings: JobSettings, device: torch.device, seed: int = 0, prior=None, sheets=None) -> dict:
     obj, problem, guide, truth = case_guides(case, settings, device, seed, prior)
     start = time.perf_counter()
-    losses = fit_to_guide(problem, guide, settings, JobEvents())
+    losses = fit_to_guide(problem, guide, settings, JobEvents()).losses
     seconds = time.perf_counter() - start
     metrics = evaluate_animation(obj.splat, field_animation(problem, settings.frames, settings.fps), case.expected)
     if sheets:

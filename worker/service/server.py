@@ -50,24 +50,6 @@ _RESULT_BYTES_PER_GAUSSIAN_FRAME = (3 + 4 + 3) * 4
 RunnerFactory = Callable[[Callable[[], None]], JobRunner]
 
 
-def resolve_device_name(device: str) -> str:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` of a device this machine has; ValueError otherwise."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    name, _, index = device.partition(":")
-    if name != "cuda" or (index and not index.isdigit()):
-        raise ValueError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
-    if not torch.cuda.is_available():
-        raise ValueError(f"--device {device} was requested but this machine has no usable CUDA device")
-    if index and int(index) >= torch.cuda.device_count():
-        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
 def describe_device(device: str) -> str:
     import torch
 
@@ -100,7 +82,9 @@ class WorkerService:
     def __init__(self, config: ServiceConfig, runner_factory: RunnerFactory | None = None) -> None:
         self.config = config
         self.keys: ServerKeys | None = require_keys_for(config.bind, config.keys_dir)
-        self.device = resolve_device_name(config.device)
+        from ..devices import device_name  # torch loads here, not when the service module is imported
+
+        self.device = device_name(config.device)
         self.device_description = describe_device(self.device)
         self.runner_factory = runner_factory
         self.limits = p.Limits(max_gaussians=config.max_gaussians)

@@ -36,10 +36,34 @@ FRONT_VIEW = 0  # make_cameras puts the front camera first
 WINDOW_GROWTH = 0.6  # the fitted window reaches the last frame after this fraction of the steps
 
 
+@dataclass(frozen=True)
+class TurnSearch:
+    """What the turn search found in the guide and which fit was kept."""
+
+    turn_deg: float  # the whole-object turn about the up axis by the clip's last frame
+    kept: bool  # the fit from the turn explained the guide better and is the one kept
+    turned_error: float  # each fit's distance from the guide (the fit's own pixel loss)
+    unturned_error: float
+
+    @property
+    def message(self) -> str:
+        turn = f"{self.turn_deg:+.0f}°"
+        kept = (f"kept the fit from a turn of {turn}" if self.kept
+                else f"kept the fit without the turn of {turn} the search found")
+        return f"{kept} (guide error {self.turned_error:.5f} from the turn, {self.unturned_error:.5f} without)"
+
+
+@dataclass
+class GuideFit:
+    losses: dict[str, list[float]]
+    turn: TurnSearch | None = None  # None: no search ran, or it found no turn
+
+
 @dataclass
 class GuideOutcome:
     clip: torch.Tensor  # [T, 3, H, W] in [0, 1], the guide the field was fitted to
     losses: dict[str, list[float]] = field(default_factory=dict)
+    turn: TurnSearch | None = None
     preferences: list[float] = field(default_factory=list)  # per draw (``guide_draws`` > 1), lower kept
     kept_draw: int = 0
 
@@ -96,7 +120,7 @@ def fitted_window(step: int, total: int, frames: int) -> int:
 
 
 def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings, events: JobEvents,
-                 on_step=None) -> dict[str, list[float]]:
+                 on_step=None) -> GuideFit:
     """``settings.guide_steps`` steps pulling the field's front-view clip towards ``guide``.
 
     With ``guide_yaw_search`` the whole-object motion is frozen at the identity unless the search finds
@@ -109,7 +133,7 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
         yaw = search_yaw(problem, guide, FRONT_VIEW)
         global_motion.requires_grad_(False)  # the job without the search, unless a turn is kept below
     if yaw is None:
-        return _fit(problem, guide, settings, events, on_step, 0, settings.guide_steps)
+        return GuideFit(_fit(problem, guide, settings, events, on_step, 0, settings.guide_steps))
 
     total = 2 * settings.guide_steps
     rest = copy.deepcopy(problem.field.state_dict())
@@ -120,16 +144,12 @@ def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSetti
     global_motion.requires_grad_(True)
     turned_losses = _fit(problem, guide, settings, events, on_step, settings.guide_steps, total)
     turned_error = guide_error(problem, guide, settings)
-    turn = f"{math.degrees(float(yaw[-1])):+.0f}°"
-    if turned_error < unturned_error:
-        kept, losses = f"kept the fit from a turn of {turn}", turned_losses
-    else:
+    search = TurnSearch(math.degrees(float(yaw[-1])), turned_error < unturned_error, turned_error, unturned_error)
+    if not search.kept:
         problem.field.load_state_dict(unturned)
         global_motion.requires_grad_(False)
-        kept, losses = f"kept the fit without the turn of {turn} the search found", unturned_losses
-    events.progress(Progress("guide", total, total, message=f"{kept} (guide error {turned_error:.5f} from the "
-                                                            f"turn, {unturned_error:.5f} without)"))
-    return losses
+    events.progress(Progress("guide", total, total, message=search.message))
+    return GuideFit(turned_losses if search.kept else unturned_losses, search)
 
 
 def _fit(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings, events: JobEvents, on_step,
@@ -172,5 +192,6 @@ def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: Jo
                                  message=f"kept guide draw {draws.kept + 1} of {len(draws.preferences)} "
                                          f"(motion-vs-still preference {ranked})"))
     guide = draws.kept_clip
-    return GuideOutcome(clip=guide, losses=fit_to_guide(problem, guide, settings, events, on_step),
-                        preferences=draws.preferences, kept_draw=draws.kept)
+    fit = fit_to_guide(problem, guide, settings, events, on_step)
+    return GuideOutcome(clip=guide, losses=fit.losses, turn=fit.turn, preferences=draws.preferences,
+                        kept_draw=draws.kept)
