@@ -48,7 +48,7 @@ def write_blend(splat, animation, out_path: str, name: str = "Splat") -> str:
     scene = bpy.context.scene
     bake.bake_animation(obj, animation, scene)
     scene.frame_set(scene.frame_start)
-    # Positions play in any Blender; the per-frame rotation/scale swap needs the add-on enabled.
+    # The motion is keyed data: the file plays in any Blender, with or without the add-on.
     os.makedirs(os.path.dirname(os.path.abspath(out_path)) or ".", exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(out_path))
     return out_path
