@@ -175,6 +175,39 @@ def test_killing_the_actor_of_a_running_job_is_an_error_and_the_next_job_runs(fa
     assert result.animation.num_gaussians == 90
 
 
+def test_previews_stream_through_the_farm(farm):
+    """PREVIEW messages come back from the slot actor through the front, to the job's client."""
+    client = farm.client()
+    accepted = submit(client, small_splat(80, seed=7), {"preset": "test", "preview_every": 1}, seed=7)
+    seen = follow(client, accepted.job_id)
+    assert isinstance(seen[-1][1], p.Result), seen[-1]
+    previews = [m for _, m in seen if isinstance(m, p.Preview)]
+    assert previews, [type(m).__name__ for _, m in seen]
+    for preview in previews:
+        assert preview.job_id == accepted.job_id
+        covered = 80 if preview.indices is None else len(preview.indices)
+        assert preview.animation.num_gaussians == covered and np.isfinite(preview.animation.delta_position).all()
+
+
+def test_a_second_front_with_retries_reruns_a_job_whose_actor_died(cluster, farm, tmp_path):
+    """Two fronts share the cluster (their actors' names do not collide); with --retries 1 a job whose
+    actor is killed runs again on a fresh actor and its client gets the RESULT."""
+    second = launch_worker(tmp_path, "--ray", cluster, "--slots", "1", "--cpus-per-slot", "0", "--retries", "1",
+                           "--max-gaussians", "4000", subcommand="farm", startup_timeout=120.0)
+    try:
+        client = second.client()
+        accepted = submit(client, small_splat(70, seed=11), OVERLAP_JOB, seed=11)
+        msg = client.wait_for(lambda m: isinstance(m, (p.Progress, p.Error)), 90.0)
+        assert isinstance(msg, p.Progress), msg
+        actor = actor_running(accepted.job_id)
+        os.kill(ray.get(actor.pid.remote(), timeout=10), signal.SIGKILL)
+        final = follow(client, accepted.job_id)[-1][1]
+        assert isinstance(final, p.Result), final
+        assert final.animation.num_gaussians == 70
+    finally:
+        assert second.stop() == 0, second.log_text()[-3000:]
+
+
 def test_ten_clients_with_two_jobs_each_get_their_own_results(farm):
     clients = [farm.client(timeout_s=30.0, token=f"farm-client-{i:02d}-token") for i in range(10)]  # ten users
     jobs = []  # (client, job id, gaussians, seed)

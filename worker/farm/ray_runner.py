@@ -14,6 +14,7 @@ when ``retries`` allows), and the slot gets a new actor. A cancel the job ignore
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -73,6 +74,7 @@ class RaySlotRunner:
         self.namespace = namespace
         self.limits = p.Limits(max_gaussians=spec.max_gaussians)
         self._generation = 0
+        self._front = uuid.uuid4().hex[:8]  # actor names stay unique with several fronts on one cluster
         self._slots = [_Slot(i) for i in range(slots)]
         self._pending: list[RunnerEvent] = []
         for slot in self._slots:
@@ -139,7 +141,7 @@ class RaySlotRunner:
         self._generation += 1
         slot.actor = self._actor_class.options(
             num_cpus=self.shape.num_cpus, num_gpus=self.shape.num_gpus, namespace=self.namespace,
-            name=f"animus3d-slot-{slot.index}-{self._generation}", lifetime=None,
+            name=f"animus3d-slot-{self._front}-{slot.index}-{self._generation}", lifetime=None,
         ).remote(self.spec)
 
     def _replace_actor(self, slot: _Slot) -> None:
