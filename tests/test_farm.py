@@ -208,6 +208,41 @@ def test_a_second_front_with_retries_reruns_a_job_whose_actor_died(cluster, farm
         assert second.stop() == 0, second.log_text()[-3000:]
 
 
+def test_a_killed_farm_front_restarts_on_its_store(cluster, farm, tmp_path):
+    """kill -9 of a front mid-job, then a new front on the same state folder and address: the client
+    hears worker_restarted for its running job and the finished job's RESULT is replayed on ATTACH."""
+    from animus3d_shared.client import WorkerClient
+
+    state = tmp_path / "state"
+    front = ("--ray", cluster, "--slots", "1", "--cpus-per-slot", "0", "--max-gaussians", "4000",
+             "--state-dir", str(state))
+    first = launch_worker(tmp_path, *front, subcommand="farm", startup_timeout=120.0)
+    address = f"tcp://127.0.0.1:{first.endpoint.rsplit(':', 1)[1]}"
+    client = WorkerClient(address, timeout_s=20.0, heartbeat_interval_s=0.5, token="farm-restart-token-0123")
+    try:
+        client.connect()
+        client.wait_for(is_(p.Welcome), 20.0)
+        done = submit(client, small_splat(40, seed=21), seed=21)
+        result = follow(client, done.job_id)[-1][1]
+        assert isinstance(result, p.Result), result
+        running = submit(client, small_splat(40, seed=22), LONG_JOB, seed=22)
+        client.wait_for(lambda m: isinstance(m, p.Progress) and m.job_id == running.job_id, 90.0)
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        second = launch_worker(tmp_path, *front, bind=address, subcommand="farm", startup_timeout=120.0)
+        try:
+            lost = client.wait_for(lambda m: isinstance(m, p.Error) and m.job_id == running.job_id, 60.0)
+            assert lost.code == "worker_restarted", lost
+            client.attach(done.job_id)
+            kept = client.wait_for(lambda m: isinstance(m, p.Result) and m.job_id == done.job_id, 30.0)
+            np.testing.assert_array_equal(kept.animation.delta_position, result.animation.delta_position)
+        finally:
+            assert second.stop() == 0, second.log_text()[-3000:]
+    finally:
+        client.close()
+        first.stop(signal.SIGKILL)
+
+
 def test_ten_clients_with_two_jobs_each_get_their_own_results(farm):
     clients = [farm.client(timeout_s=30.0, token=f"farm-client-{i:02d}-token") for i in range(10)]  # ten users
     jobs = []  # (client, job id, gaussians, seed)
