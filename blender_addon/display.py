@@ -18,6 +18,7 @@ mode). The display reads the standard attributes live, so it follows the motion 
 from __future__ import annotations
 
 from .animus3d_shared.splat import SH_C0
+from .node_groups import VERSION_KEY, versioned_group
 
 GROUP_NAME = "Animus3D Splat Display"
 GROUP_VERSION = 2  # a file whose group has another version gets it rebuilt
@@ -72,15 +73,9 @@ def _store(nodes, links, geometry, name: str, data_type: str, value, x: float, y
 
 def ensure_node_group(bpy):
     """The display node group, built once per file (rebuilt when it is of another version)."""
-    group = bpy.data.node_groups.get(GROUP_NAME)
-    if group is not None and group.get("animus3d_version") == GROUP_VERSION:
+    group, current = versioned_group(bpy, GROUP_NAME, GROUP_VERSION)
+    if current:
         return group
-    if group is None:
-        group = bpy.data.node_groups.new(GROUP_NAME, "GeometryNodeTree")
-    else:
-        group.nodes.clear()
-        group.interface.clear()
-    group["animus3d_version"] = GROUP_VERSION
     iface = group.interface
     iface.new_socket(name="Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
     points = iface.new_socket(name=POINTS, in_out="INPUT", socket_type="NodeSocketBool")
@@ -153,11 +148,11 @@ def ensure_material(bpy):
     """A blended emissive material: colour and opacity from the display's attributes, faded towards
     each ellipsoid's outline like a Gaussian seen face-on."""
     mat = bpy.data.materials.get(MATERIAL_NAME)
-    if mat is not None and mat.get("animus3d_version") == GROUP_VERSION:
+    if mat is not None and mat.get(VERSION_KEY) == GROUP_VERSION:
         return mat
     if mat is None:
         mat = bpy.data.materials.new(MATERIAL_NAME)
-    mat["animus3d_version"] = GROUP_VERSION
+    mat[VERSION_KEY] = GROUP_VERSION
     if hasattr(mat, "use_nodes") and not mat.use_nodes:
         mat.use_nodes = True
     if hasattr(mat, "surface_render_method"):  # EEVEE: sorted alpha blending

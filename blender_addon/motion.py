@@ -18,6 +18,8 @@ bake and is removed without trace (:func:`remove_keys` and the bake module's pre
 
 from __future__ import annotations
 
+from .node_groups import VERSION_KEY, versioned_group
+
 GROUP_NAME = "Animus3D Motion"
 MODIFIER_NAME = "Animus3D Motion"
 BAKE_PREFIX = "animus3d_f"
@@ -58,15 +60,9 @@ def _store(nodes, links, geometry, name: str, value, selection, x: float, y: flo
 
 def ensure_node_group(bpy):
     """The motion node group, built once per file."""
-    group = bpy.data.node_groups.get(GROUP_NAME)
-    if group is not None and group.get("animus3d_version") == GROUP_VERSION:
+    group, current = versioned_group(bpy, GROUP_NAME, GROUP_VERSION)
+    if current:
         return group
-    if group is None:
-        group = bpy.data.node_groups.new(GROUP_NAME, "GeometryNodeTree")
-    else:
-        group.nodes.clear()
-        group.interface.clear()
-    group["animus3d_version"] = GROUP_VERSION
     iface = group.interface
     iface.new_socket(name="Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
     clip = iface.new_socket(name=CLIP_FRAME, in_out="INPUT", socket_type="NodeSocketFloat")
@@ -138,7 +134,7 @@ def ensure_modifier(bpy, obj):
     mod = obj.modifiers.get(MODIFIER_NAME)
     if mod is None:
         mod = obj.modifiers.new(MODIFIER_NAME, "NODES")
-    if mod.node_group is None or mod.node_group.name != GROUP_NAME or mod.node_group.get("animus3d_version") != GROUP_VERSION:
+    if mod.node_group is None or mod.node_group.name != GROUP_NAME or mod.node_group.get(VERSION_KEY) != GROUP_VERSION:
         mod.node_group = ensure_node_group(bpy)
     index = list(obj.modifiers).index(mod)
     if index != 0:
