@@ -8,7 +8,7 @@ import numpy as np
 
 from .animus3d_shared import ply
 from .animus3d_shared.splat import GaussianSplat
-from .bake import baked_frames, pos_attr, rot_attr, scale_attr
+from .bake import PROP_START, baked_frames, pos_attr, rot_attr, scale_attr
 from .display import add_display
 from .splat_mesh import get_vector_attribute, mesh_from_splat, splat_from_mesh
 
@@ -53,15 +53,17 @@ def frame_splat(obj, t: int, base: GaussianSplat | None = None) -> GaussianSplat
 
 
 def export_ply_sequence(obj, directory: str) -> list[str]:
-    """Write ``frame_0000.ply`` … one full 3DGS PLY per baked frame; returns the paths."""
+    """Write one full 3DGS PLY per baked frame, named by the scene frame it plays on
+    (``frame_0001.ply`` … for a bake starting on frame 1); returns the paths."""
     frames = baked_frames(obj)
     if frames <= 0:
         raise ExportError(f"{obj.name!r} has no baked animation; animate it first")
     os.makedirs(directory, exist_ok=True)
     base = splat_from_mesh(obj.data)
+    start = int(obj.get(PROP_START, 1))
     paths = []
     for t in range(frames):
-        path = os.path.join(directory, f"frame_{t:04d}.ply")
+        path = os.path.join(directory, f"frame_{start + t:04d}.ply")
         ply.write_ply(path, frame_splat(obj, t, base))
         paths.append(path)
     return paths
