@@ -39,6 +39,18 @@ class PriorCheckResult:
     def accuracy(self) -> float:
         return self.correct / self.clips if self.clips else 0.0
 
+    def add(self, expected: str, guess: str, chance: float) -> None:
+        """Counts one classified clip (``chance``: 1 / its number of candidates)."""
+        hit = guess == expected
+        self.clips += 1
+        self.correct += int(hit)
+        self.chance = (self.chance * (self.clips - 1) + chance) / self.clips
+        tally = self.per_label.setdefault(expected, [0, 0])
+        tally[0] += int(hit)
+        tally[1] += 1
+        if not hit:
+            self.confusions.append((expected, guess))
+
     def to_json(self) -> dict:
         return {"clips": self.clips, "correct": self.correct, "accuracy": round(self.accuracy, 4),
                 "chance": round(self.chance, 4), "per_label": self.per_label,
@@ -113,38 +125,42 @@ def case_candidates(case: dict, split: dict) -> list[tuple[str, str]]:
     return out
 
 
+def classify_case(prior, case: dict, split: dict, seed: int, *, frames: int = 16, resolution: int = 64,
+                  gaussians: int = 1500, timesteps=TIMESTEPS, backend: str = "auto") -> tuple[str, float]:
+    """(the prior's guess, chance) for one suite case: the ground-truth clip of its expected motion on
+    its object (front view), classified among captions worded like its prompt (``case_candidates``)."""
+    candidates = case_candidates(case, split)
+    obj = make_object(case["kind"], int(case["seed"]), gaussians)
+    clip = render_clip(obj, motion_animation(obj, case["expected"], frames), resolution=resolution,
+                       device=str(prior.device), backend=backend)
+    with torch.no_grad():
+        text = prior.encode_text([caption for _, caption in candidates])
+        latents = prior.encode_frames(clip[None].to(prior.device))
+        errors = denoising_errors(prior, latents, text, timesteps=timesteps,
+                                  generator=torch.Generator().manual_seed(seed))[0]
+    return candidates[int(errors.argmin())][0], 1.0 / len(candidates)
+
+
 def check_prior_on_cases(prior, cases: list[dict], split: dict, *, frames: int = 16, resolution: int = 64,
                          gaussians: int = 1500, timesteps=TIMESTEPS, backend: str = "auto",
-                         progress=None) -> PriorCheckResult:
-    """Motion recognition in the suite's own wording: for each case, the ground-truth clip of its
-    expected motion on its object (front view) is classified among captions worded like its prompt
-    (``case_candidates``). Held-out cases test wording and objects the prior never saw."""
-    from animus3d_worker.priors.scoring import denoising_errors
-
+                         progress=None, done: dict[str, dict] | None = None, on_case=None) -> PriorCheckResult:
+    """Motion recognition in the suite's own wording (``classify_case`` for each case; held-out cases
+    test wording and objects the prior never saw). ``done``: outcomes of cases already classified, by
+    id (``{"guess", "chance"}``), counted without running them again; ``on_case(case, guess, chance)``
+    after each classified case (a resumable log). A case's noise depends on its place in ``cases``."""
     result = PriorCheckResult()
     for i, case in enumerate(cases):
-        candidates = case_candidates(case, split)
-        obj = make_object(case["kind"], int(case["seed"]), gaussians)
-        clip = render_clip(obj, motion_animation(obj, case["expected"], frames), resolution=resolution,
-                           device=str(prior.device), backend=backend)
-        with torch.no_grad():
-            text = prior.encode_text([caption for _, caption in candidates])
-            latents = prior.encode_frames(clip[None].to(prior.device))
-            errors = denoising_errors(prior, latents, text, timesteps=timesteps,
-                                      generator=torch.Generator().manual_seed(i))[0]
-        guess = candidates[int(errors.argmin())][0]
-        hit = guess == case["expected"]
-        result.clips += 1
-        result.correct += int(hit)
-        result.chance += 1.0 / len(candidates)
-        tally = result.per_label.setdefault(case["expected"], [0, 0])
-        tally[0] += int(hit)
-        tally[1] += 1
-        if not hit:
-            result.confusions.append((case["expected"], guess))
+        row = (done or {}).get(case.get("id"))
+        if row is not None:
+            guess, chance = row["guess"], row["chance"]
+        else:
+            guess, chance = classify_case(prior, case, split, i, frames=frames, resolution=resolution,
+                                          gaussians=gaussians, timesteps=timesteps, backend=backend)
+            if on_case:
+                on_case(case, guess, chance)
+        result.add(case["expected"], guess, chance)
         if progress:
             progress(i + 1, len(cases), result)
-    result.chance /= max(result.clips, 1)
     return result
 
 

@@ -62,3 +62,29 @@ def test_held_out_cases_are_classified_among_captions_worded_like_their_prompt(p
     assert result.clips == 2 and len(result.confusions) == 2 - result.correct
     with pytest.raises(ValueError, match="not one of the split's paraphrases"):
         case_candidates({**cases[0], "prompt": "the mannequin juggles"}, split)
+
+
+def test_check_prior_suite_cases_log_resumes_without_classifying_again(tmp_path, capsys, monkeypatch):
+    """--cases-log: each case's guess is appended as it is made; a second run counts the logged cases
+    and classifies none again, with the same result."""
+    from animus3d_lab import prior_check
+    from animus3d_lab.heldout import HELDOUT_SUITE
+    from animus3d_worker.cli import main
+
+    suite = tmp_path / "two.jsonl"
+    suite.write_text("".join(HELDOUT_SUITE.read_text().splitlines(keepends=True)[:2]))
+    log, first, second = tmp_path / "cases.jsonl", tmp_path / "first.json", tmp_path / "second.json"
+    args = ["check-prior", "--prior", "tiny", "--suite", str(suite), "--frames", "4", "--resolution", "32",
+            "--device", "cpu", "--cases-log", str(log)]
+    assert main([*args, "--out", str(first)]) == 0
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [row["id"] for row in rows] == [json.loads(line)["id"] for line in suite.read_text().splitlines()]
+
+    def no_more(*_a, **_k):
+        raise AssertionError("a logged case was classified again")
+
+    monkeypatch.setattr(prior_check, "classify_case", no_more)
+    assert main([*args, "--out", str(second)]) == 0
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert a["clips"] == b["clips"] == 2 and a["correct"] == b["correct"] and a["confusions"] == b["confusions"]
+    assert len(log.read_text().splitlines()) == 2

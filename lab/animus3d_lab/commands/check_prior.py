@@ -26,10 +26,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", metavar="FILE.jsonl",
                         help="classify each case's ground-truth clip among captions worded like its prompt "
                              "(held-out cases: evals/suite_heldout.jsonl, wording from --split)")
+    parser.add_argument("--cases-log", metavar="FILE.jsonl",
+                        help="with --suite: append each case's guess here as it is made, and count the cases "
+                             "already in it without running them again (a cut run continues)")
     parser.add_argument("--split", metavar="FILE.json", help="the held-out split (default evals/split.json)")
     parser.add_argument("--text-transport", metavar="FOLDER",
                         help="load a MiniLM-conditioned prior folder with this transport copy of its text encoder")
     parser.add_argument("--out", metavar="FILE.json", help="write the result here")
+
+
+def _read_cases_log(path: str | None) -> dict[str, dict]:
+    """Case id -> {"guess", "chance"} of a --cases-log file (empty when there is none yet)."""
+    if not path or not Path(path).is_file():
+        return {}
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return {row["id"]: row for row in rows}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,8 +73,22 @@ def run(args: argparse.Namespace) -> int:
         try:
             cases = [json.loads(line) for line in Path(args.suite).read_text().splitlines() if line.strip()]
             split = load_split(args.split or SPLIT_FILE)
-            result = check_prior_on_cases(prior, cases, split, frames=args.frames, resolution=args.resolution,
-                                          backend=args.render_backend)
+            done, log = _read_cases_log(args.cases_log), None
+            if args.cases_log:
+                log = open(args.cases_log, "a")
+
+            def on_case(case, guess, chance):
+                if log is not None:
+                    log.write(json.dumps({"id": case.get("id"), "expected": case["expected"], "guess": guess,
+                                          "chance": chance}) + "\n")
+                    log.flush()
+
+            try:
+                result = check_prior_on_cases(prior, cases, split, frames=args.frames, resolution=args.resolution,
+                                              backend=args.render_backend, done=done, on_case=on_case)
+            finally:
+                if log is not None:
+                    log.close()
         except (OSError, ValueError, KeyError) as exc:
             raise CommandError(f"cannot check {args.suite}: {exc}") from None
         what = f"cases of {args.suite}"
