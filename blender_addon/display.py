@@ -18,7 +18,7 @@ mode). The display reads the standard attributes live, so it follows the motion 
 from __future__ import annotations
 
 from .animus3d_shared.splat import SH_C0
-from .node_groups import VERSION_KEY, versioned_group
+from .node_groups import VERSION_KEY, socket_id, versioned_group
 
 GROUP_NAME = "Animus3D Splat Display"
 GROUP_VERSION = 2  # a file whose group has another version gets it rebuilt
@@ -196,10 +196,6 @@ def ensure_material(bpy):
     out = _node(nodes, "ShaderNodeOutputMaterial", 350, 100)
     links.new(mix.outputs[0], out.inputs["Surface"])
     return mat
-
-
-def socket_id(group, name: str) -> str:
-    return group.interface.items_tree[name].identifier
 
 
 def add_display(bpy, obj, points: bool | None = None):

@@ -18,7 +18,7 @@ bake and is removed without trace (:func:`remove_keys` and the bake module's pre
 
 from __future__ import annotations
 
-from .node_groups import VERSION_KEY, versioned_group
+from .node_groups import VERSION_KEY, socket_id, versioned_group
 
 GROUP_NAME = "Animus3D Motion"
 MODIFIER_NAME = "Animus3D Motion"
@@ -123,10 +123,6 @@ def ensure_node_group(bpy):
                           880 + 170 * c, 0)
     links.new(geometry, g_out.inputs[0])
     return group
-
-
-def socket_id(group, name: str) -> str:
-    return group.interface.items_tree[name].identifier
 
 
 def ensure_modifier(bpy, obj):

@@ -19,3 +19,8 @@ def versioned_group(bpy, name: str, version: int):
         group.interface.clear()
     group[VERSION_KEY] = version
     return group, False
+
+
+def socket_id(group, name: str) -> str:
+    """The identifier of the group's interface socket ``name`` (the key of a modifier's input)."""
+    return group.interface.items_tree[name].identifier

@@ -19,6 +19,7 @@ import numpy as np
 from . import bake, local_worker
 from .retime import Retimed, retime
 from .animus3d_shared.deformation import Animation
+from .animus3d_shared.endpoints import is_loopback_endpoint
 from .splat_mesh import splat_from_object
 from .orientation import IDENTITY, animation_to_object, splat_to_world, world_rotation
 
@@ -338,8 +339,6 @@ class Session:
 def offline_refusal(address: str) -> str:
     """Why Blender's "Allow Online Access" forbids reaching ``address`` ('' where it does not): a
     worker on this machine needs no online access, any other address does."""
-    from .animus3d_shared.endpoints import is_loopback_endpoint
-
     if getattr(bpy.app, "online_access", True) or is_loopback_endpoint(address):
         return ""
     return (f"Online access is off in Blender (Preferences > System > Network): allow it to reach the worker "

@@ -83,18 +83,9 @@ def check_prior(prior, clips: int = 52, *, frames: int = 16, resolution: int = 6
     for i, spec in enumerate(clip_specs(clips, seed=seed, **objects)):
         clip = build_clip(spec, frames=frames, resolution=resolution, device=str(prior.device), backend=backend)
         guess, _ = classify_clip(prior, clip, spec.kind, timesteps=timesteps, seed=i, caption_index=i)
-        hit = guess == spec.label
-        result.clips += 1
-        result.correct += int(hit)
-        result.chance += 1.0 / len(KIND_MOTIONS[spec.kind])
-        tally = result.per_label.setdefault(spec.label, [0, 0])
-        tally[0] += int(hit)
-        tally[1] += 1
-        if not hit:
-            result.confusions.append((spec.label, guess))
+        result.add(spec.label, guess, 1.0 / len(KIND_MOTIONS[spec.kind]))
         if progress:
             progress(i + 1, clips, result)
-    result.chance /= max(result.clips, 1)
     return result
 
 
