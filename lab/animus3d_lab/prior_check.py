@@ -98,22 +98,40 @@ def _article(text: str) -> str:
     return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
+def _worded_like(case: dict, nouns: list[str], phrases: dict[str, list[str]]) -> list[tuple[str, str]] | None:
+    """(label, caption) for every motion of the case's kind in the paraphrase slot and noun of its
+    prompt among ``phrases`` (templates with ``{n}``), or None when the prompt is not one of them."""
+    kind, prompt = case["kind"], case["prompt"]
+    nouns = [n for n in nouns if re.search(rf"\b{re.escape(n)}\b", prompt)]
+    found = [(n, j) for j, phrase in enumerate(phrases[case["expected"]]) for n in nouns
+             if _article(phrase.format(n=n)) == prompt]
+    if not found:
+        return None
+    noun, slot = found[0]
+    return [(label, _article(phrases[label][slot % len(phrases[label])].format(n=noun)))
+            for label in KIND_MOTIONS[kind]]
+
+
 def case_candidates(case: dict, split: dict) -> list[tuple[str, str]]:
     """(label, caption) for every motion the case's kind can do, each worded as the case's prompt is:
-    the same held-out noun and the same paraphrase slot of the split (the case's own prompt is the
-    expected label's caption)."""
-    kind, expected, prompt = case["kind"], case["expected"], case["prompt"]
-    nouns = [n for n in split["nouns"][kind] if re.search(rf"\b{re.escape(n)}\b", prompt)]
-    phrases = split["paraphrases"][expected]
-    found = [(n, j) for j, phrase in enumerate(phrases) for n in nouns if _article(phrase.format(n=n)) == prompt]
-    if not found:
-        raise ValueError(f"case {case.get('id')}: prompt {prompt!r} is not one of the split's paraphrases")
-    noun, slot = found[0]
-    out = []
-    for label in KIND_MOTIONS[kind]:
-        options = split["paraphrases"][label]
-        out.append((label, _article(options[slot % len(options)].format(n=noun))))
-    return out
+    the same noun and the same paraphrase slot, of the split's held-out paraphrases or of the training
+    templates (the case's own prompt, without a trailing speed or repetition word, is the expected
+    label's caption: the case's clip is the motion's plain clip)."""
+    from .motion_data import DESCRIPTIONS, MODIFIERS, NOUNS
+
+    held_out = _worded_like(case, split["nouns"][case["kind"]], split["paraphrases"])
+    if held_out is not None:
+        return held_out
+    prompt = case["prompt"]
+    for word in sorted(MODIFIERS, key=len, reverse=True):
+        if prompt.endswith(" " + word):
+            prompt = prompt[: -len(word) - 1]
+            break
+    training = _worded_like({**case, "prompt": prompt}, NOUNS[case["kind"]], DESCRIPTIONS)
+    if training is None:
+        raise ValueError(f"case {case.get('id')}: prompt {case['prompt']!r} is neither one of the split's "
+                         f"paraphrases nor a training caption")
+    return training
 
 
 def classify_case(prior, case: dict, split: dict, seed: int, *, frames: int = 16, resolution: int = 64,

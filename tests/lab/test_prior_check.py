@@ -60,8 +60,27 @@ def test_held_out_cases_are_classified_among_captions_worded_like_their_prompt(p
         assert set(candidates) == set(KIND_MOTIONS[case["kind"]])
     result = check_prior_on_cases(prior, cases[:2], split, frames=4, resolution=32, gaussians=200, timesteps=(500,))
     assert result.clips == 2 and len(result.confusions) == 2 - result.correct
-    with pytest.raises(ValueError, match="not one of the split's paraphrases"):
+    with pytest.raises(ValueError, match="neither one of the split's paraphrases nor a training caption"):
         case_candidates({**cases[0], "prompt": "the mannequin juggles"}, split)
+
+
+def test_training_suite_cases_are_classified_among_training_captions():
+    from animus3d_lab.heldout import TRAIN_SUITE, load_split
+    from animus3d_lab.motion_data import all_descriptions
+    from animus3d_lab.prior_check import case_candidates
+
+    split = load_split()
+    cases = [json.loads(line) for line in TRAIN_SUITE.read_text().splitlines()]
+    with_word = 0
+    for case in cases:
+        candidates = dict(case_candidates(case, split))
+        assert set(candidates) == set(KIND_MOTIONS[case["kind"]])
+        assert case["prompt"].startswith(candidates[case["expected"]])  # its prompt, less a trailing modifier
+        with_word += candidates[case["expected"]] != case["prompt"]
+        for label, caption in candidates.items():
+            assert caption in all_descriptions(case["kind"], label) or caption.replace("an ", "a ", 1) in \
+                all_descriptions(case["kind"], label)
+    assert with_word > 0
 
 
 def test_check_prior_suite_cases_log_resumes_without_classifying_again(tmp_path, capsys, monkeypatch):
