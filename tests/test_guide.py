@@ -32,6 +32,36 @@ def test_the_window_starts_at_two_frames_and_reaches_all_of_them():
     assert windows.index(16) <= 60
 
 
+def test_rendering_only_the_compared_frames_gives_the_whole_clips_loss_and_gradients(blob):
+    """The fit renders the window's frames alone; the loss and every field gradient equal those of
+    rendering the whole clip and comparing its window."""
+    from animus3d_worker.stages.pixel_fit import pixel_fit_loss
+
+    problem, _ = _problem(blob, global_motion=True)
+    with torch.no_grad():
+        for p in problem.field.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        guide = problem.render_clips(means.flip(0), quats, log_scales.flip(0), (FRONT_VIEW,))[0]
+    window = 5
+    results = []
+    for rendered in ("window", "whole"):
+        problem.field.zero_grad(set_to_none=True)
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        if rendered == "window":
+            clip = problem.render_clips(means[:window], quats[:window], log_scales[:window], (FRONT_VIEW,))[0]
+        else:
+            clip = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0][:window]
+        loss = pixel_fit_loss(clip, guide[:window], colour_match=True)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in problem.field.parameters() if p.grad is not None]))
+    (a, grads_a), (b, grads_b) = results
+    assert float(a) > 0 and torch.allclose(a, b, rtol=1e-5)
+    assert len(grads_a) == len(grads_b) > 0
+    for ga, gb in zip(grads_a, grads_b):
+        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-7)
+
+
 def test_the_guide_is_a_clip_of_the_front_view_drawn_deterministically(blob):
     problem, settings = _problem(blob, guide_denoise_steps=2, guide_noise="inverted")
     prior = load_prior("tiny", device="cpu")

@@ -162,8 +162,9 @@ def _fit(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings, eve
         events.check_cancelled()
         window = fitted_window(step, steps, problem.frames)
         deltas, (means, quats, log_scales) = problem.deform(problem.frames)
-        clip = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
-        terms = {"guide": pixel_fit_loss(clip[:window], guide[:window], settings.fit_colour_match)}
+        # Only the compared frames are rendered; the regularisers still see every frame's deformation.
+        clip = problem.render_clips(means[:window], quats[:window], log_scales[:window], (FRONT_VIEW,))[0]
+        terms = {"guide": pixel_fit_loss(clip, guide[:window], settings.fit_colour_match)}
         terms.update(problem.regularisers(deltas, means, settings, None))
         fit_step("guide", first_step + step, total, terms, settings, optimiser, losses, events, on_step)
     return losses
