@@ -11,7 +11,7 @@ from animus3d_worker.events import JobEvents
 from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import load_prior
 from animus3d_worker.priors.scoring import prompt_preference
-from animus3d_worker.stages.guide import FRONT_VIEW, draw_guide_clips, fit_to_guide, fitted_window
+from animus3d_worker.stages.guide import FRONT_VIEW, compared_frames, draw_guide_clips, fit_to_guide, fitted_window
 from animus3d_worker.stages.core import MotionProblem
 from helpers_problem import motion_problem
 
@@ -30,6 +30,39 @@ def test_the_window_starts_at_two_frames_and_reaches_all_of_them():
     assert windows[0] == 2 and windows[-1] == 16
     assert all(a <= b for a, b in zip(windows, windows[1:]))
     assert windows.index(16) <= 60
+
+
+def test_a_fit_step_compares_the_window_or_a_seeded_draw_of_its_frames():
+    assert compared_frames(5, 0, torch.Generator().manual_seed(0)) == slice(0, 5)
+    assert compared_frames(5, 8, torch.Generator().manual_seed(0)) == slice(0, 5)
+    draws = [compared_frames(16, 6, torch.Generator().manual_seed(1)) for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])  # deterministic for a seed
+    assert len(draws[0]) == 6 and len(set(draws[0].tolist())) == 6 and int(draws[0].max()) < 16
+    assert torch.equal(draws[0], draws[0].sort().values)
+    g = torch.Generator().manual_seed(2)
+    seen = set()
+    for _ in range(40):
+        seen |= set(compared_frames(16, 6, g).tolist())
+    assert seen == set(range(16))  # every frame of the window gets compared
+
+
+def test_fitting_on_drawn_frames_still_moves_towards_the_guide(blob):
+    problem, settings = _problem(blob, guide_steps=40, guide_fit_frames=2, global_motion=True, arap_weight=1.0,
+                                 tv_weight=0.1)
+    with torch.no_grad():
+        problem.field.global_motion.translation[:, 0] = torch.linspace(0.0, 0.15, problem.field.global_motion.translation.shape[0])
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        guide = problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
+        problem.field.global_motion.translation.zero_()
+    before = float(((field_clip(problem) - guide) ** 2).mean())
+    fit_to_guide(problem, guide, settings, JobEvents())
+    assert float(((field_clip(problem) - guide) ** 2).mean()) < 0.7 * before
+
+
+def field_clip(problem):
+    with torch.no_grad():
+        _, (means, quats, log_scales) = problem.deform(problem.frames)
+        return problem.render_clips(means, quats, log_scales, (FRONT_VIEW,))[0]
 
 
 def test_rendering_only_the_compared_frames_gives_the_whole_clips_loss_and_gradients(blob):

@@ -119,6 +119,14 @@ def fitted_window(step: int, total: int, frames: int) -> int:
     return min(frames, 2 + (step * frames) // ramp)
 
 
+def compared_frames(window: int, most: int, generator: torch.Generator) -> slice | torch.Tensor:
+    """The frames a fit step compares: the whole window, or ``most`` of its frames drawn at random
+    (sorted) when ``most`` is set and smaller than the window."""
+    if most <= 0 or most >= window:
+        return slice(0, window)
+    return torch.randperm(window, generator=generator)[:most].sort().values
+
+
 def fit_to_guide(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings, events: JobEvents,
                  on_step=None) -> GuideFit:
     """``settings.guide_steps`` steps pulling the field's front-view clip towards ``guide``.
@@ -158,13 +166,14 @@ def _fit(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings, eve
     optimiser = problem.optimiser(settings.guide_lr, settings.global_lr)
     losses: dict[str, list[float]] = {}
     steps = settings.guide_steps
+    draw = torch.Generator().manual_seed(first_step)  # the frames compared, when fewer than the window
     for step in range(steps):
         events.check_cancelled()
-        window = fitted_window(step, steps, problem.frames)
+        frames = compared_frames(fitted_window(step, steps, problem.frames), settings.guide_fit_frames, draw)
         deltas, (means, quats, log_scales) = problem.deform(problem.frames)
         # Only the compared frames are rendered; the regularisers still see every frame's deformation.
-        clip = problem.render_clips(means[:window], quats[:window], log_scales[:window], (FRONT_VIEW,))[0]
-        terms = {"guide": pixel_fit_loss(clip, guide[:window], settings.fit_colour_match)}
+        clip = problem.render_clips(means[frames], quats[frames], log_scales[frames], (FRONT_VIEW,))[0]
+        terms = {"guide": pixel_fit_loss(clip, guide[frames], settings.fit_colour_match)}
         terms.update(problem.regularisers(deltas, means, settings, None))
         fit_step("guide", first_step + step, total, terms, settings, optimiser, losses, events, on_step)
     return losses
