@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from animus3d_shared.settings import JobSettings
 from animus3d_worker.events import JobCancelled, JobEvents
@@ -128,3 +129,29 @@ def test_a_job_with_the_turn_search_runs_and_reports_time_left(blob, priors, tmp
     etas = [p.eta_s for p in progress if p.stage in ("guide", "refine") and p.step > 0]
     assert etas and all(e is not None and e >= 0.0 for e in etas)
     assert etas[-1] < max(etas)  # it counts down
+
+
+def test_the_static_prior_lora_never_touches_the_cached_prior(blob, tmp_path):
+    """MSD with a LoRA static prior: the LoRA lives on a job-local copy of the UNet; the cached prior's
+    UNet keeps its modules and weights, and a second job on it gets the same result."""
+    from animus3d_worker.priors import lora
+
+    priors = PriorCache()
+    prior = priors.get(TINY.motion_prior, "cpu", torch.float32)
+    modules = [id(m) for m in prior.unet.modules()]
+    weights = {k: v.clone() for k, v in prior.unet.state_dict().items()}
+    during = []  # (stage, whether the cached prior had LoRA layers) at every progress report
+    settings = JobSettings.from_preset("test")
+    events = JobEvents(on_progress=lambda p: during.append((p.stage, lora.has_lora(prior.unet))))
+    first = run_job(blob, "the blob jumps", settings, seed=7, device="cpu", models=TINY, events=events,
+                    priors=priors, lora_cache_dir=tmp_path / "lora")
+    assert {"static_prior", "msd"} <= {stage for stage, _ in during}
+    assert not any(has for _, has in during)
+    assert priors.get(TINY.motion_prior, "cpu", torch.float32) is prior
+    assert not lora.has_lora(prior.unet)
+    assert [id(m) for m in prior.unet.modules()] == modules
+    state = prior.unet.state_dict()
+    assert state.keys() == weights.keys() and all(torch.equal(state[k], w) for k, w in weights.items())
+    second = run_job(blob, "the blob jumps", settings, seed=7, device="cpu", models=TINY, priors=priors,
+                     lora_cache_dir=tmp_path / "lora")  # the LoRA now comes from the disk cache
+    np.testing.assert_allclose(second.animation.delta_position, first.animation.delta_position, atol=1e-5)

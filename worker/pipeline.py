@@ -10,6 +10,7 @@ The pipeline knows nothing about sockets; it reports through ``JobEvents``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -105,6 +106,7 @@ class _JobRun:
         self.splat, self.prompt, self.static_prompt, self.seed = splat, prompt, static_prompt, seed
         self.dev, self.dtype, self.models, self.events, self.priors = dev, dtype, models, events, priors
         self.lora_cache_dir = lora_cache_dir
+        self.lora_view = None  # the static prior stage's LoRA copy of the prior, until MSD has used it
         self.settings = settings
         self.timings: dict[str, float] = {}
         self.history: dict[str, list[float]] = {}
@@ -183,9 +185,11 @@ class _JobRun:
         self.finish("guide", t0)
 
     def static_prior(self) -> None:
-        """Fits (or loads) the LoRA of ε_static on this prior's UNet; ``run_job`` removes it after MSD."""
+        """Fits (or loads) the LoRA of ε_static on a job-local copy of the prior's UNet (the cached prior
+        is never changed; MSD reads the copy and drops it)."""
         t0 = time.perf_counter()
-        outcome = fit_static_prior(self.prior, self.splat, self.problem.splat, self.problem.cameras, self.settings,
+        self.lora_view = self.prior.with_unet(copy.deepcopy(self.prior.unet))
+        outcome = fit_static_prior(self.lora_view, self.splat, self.problem.splat, self.problem.cameras, self.settings,
                                    self.static_prompt, self.relay("static_prior"),
                                    cache_dir=self.lora_cache_dir or self.models.lora_cache_dir)
         if outcome.losses:
@@ -193,21 +197,23 @@ class _JobRun:
         self.timings["static_prior_cache_hit"] = float(outcome.cache_hit)
         self.finish("static_prior", t0)
 
-    def msd(self, with_lora: bool) -> None:
+    def msd(self) -> None:
         t0 = time.perf_counter()
-        settings, prior = self.settings, self.prior
-        # On a GPU the UNet is launch-bound and peft's LoRA branches slow it down: ε_static then comes from a
-        # copy of the UNet with the LoRA merged in (plain layers; +1 UNet of memory), and the base UNet needs
-        # no LoRA layers at all, so both are plain, frozen modules whose no-grad forwards replay CUDA graphs.
+        settings = self.settings
+        # With a static prior, ε_static comes from the job's LoRA copy (adapters on) and ε_motion from the
+        # same copy with its adapters off. On a GPU the UNet is launch-bound and peft's LoRA branches slow
+        # it down: ε_static then comes from the copy with the LoRA merged in and ε_motion from the cached
+        # prior, both plain, frozen modules whose no-grad forwards replay CUDA graphs.
+        prior = self.lora_view if self.lora_view is not None else self.prior
         static_model = None
-        if with_lora and self.dev.type == "cuda" and settings.batched_scores:
-            static_model = prior.with_unet(lora.merged_copy(prior.unet))
-            lora.remove_lora(prior.unet)
+        if self.lora_view is not None and self.dev.type == "cuda" and settings.batched_scores:
+            prior, static_model = self.prior, self.lora_view.with_unet(lora.merged_copy(self.lora_view.unet))
+        self.lora_view = None  # the LoRA is MSD's alone
         graphs = prior.graphed(*([static_model] if static_model else [])) if settings.cuda_graphs else contextlib.nullcontext()
         with graphs:
             msd = optimise_motion(prior, self.problem, self.cond, settings, self.relay("msd"), self.generator,
                                   on_step=self.preview("msd", settings.frames), static_model=static_model)
-        del static_model
+        del static_model, prior
         self.history.update(msd.losses)
         self.finish("msd", t0)
 
@@ -252,15 +258,12 @@ def run_job(
     job.load()
     plan = stage_plan(job.settings)
     job.plan(plan)
-    try:
-        if "static_prior" in plan:
-            job.static_prior()
-        if "guide" in plan:
-            job.guide()
-        if "msd" in plan:
-            job.msd(with_lora="static_prior" in plan)
-    finally:
-        lora.remove_lora(job.prior.unet)  # the LoRA is MSD's alone: the cached prior goes back clean, here only
+    if "static_prior" in plan:
+        job.static_prior()
+    if "guide" in plan:
+        job.guide()
+    if "msd" in plan:
+        job.msd()
     if "refine" in plan:
         job.refine()
 
