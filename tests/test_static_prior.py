@@ -87,3 +87,36 @@ def test_batched_lora_steps_fit_and_key_the_cache_by_batch(tiny_prior, tmp_path)
     assert cache_key(splat, prior.name, settings, static) != cache_key(splat, prior.name,
                                                                        settings.replace(lora_batch=1), static)
     lora.remove_lora(prior.unet)
+
+
+def test_a_cached_lora_of_another_prior_under_the_same_name_is_trained_again(tiny_prior, tmp_path):
+    """The cache key carries the UNet's configuration and weight shapes; a cached file that does not
+    fit (damaged, or written for another architecture) is trained again rather than failing the job."""
+    import copy
+
+    from animus3d_shared.samples import make_test_blob
+    from animus3d_worker.stages.static_prior import prior_fingerprint
+
+    splat = make_test_blob(seed=4, count=300)
+    tensors = SplatTensors.from_splat(splat, "cpu")
+    lo, hi = tensors.bbox
+    settings = JobSettings.from_preset("test", lora_steps=3, orbit_views=1, resolution=32)
+    cams = make_cameras(lo, hi, resolution=32, orbit_views=1)
+    static = "a blob, standing still, static"
+    prior = tiny_prior
+    lora.remove_lora(prior.unet)
+    first = fit_static_prior(prior, splat, tensors, cams, settings, static, JobEvents(), cache_dir=tmp_path)
+    assert not first.cache_hit
+    assert fit_static_prior(prior, splat, tensors, cams, settings, static, JobEvents(), cache_dir=tmp_path).cache_hit
+    # Another UNet (other cross-attention width) under the same name: another key, no cache hit.
+    other = copy.copy(prior)
+    other.unet = copy.deepcopy(prior.unet)
+    lora.remove_lora(other.unet)
+    other.unet.register_to_config(cross_attention_dim=int(other.unet.config.cross_attention_dim) + 1)
+    assert prior_fingerprint(other) != prior_fingerprint(prior)
+    # A damaged file under this prior's own key: trained again, and the job goes on.
+    (cached,) = list(tmp_path.glob("*.safetensors"))
+    cached.write_bytes(b"not a safetensors file")
+    again = fit_static_prior(prior, splat, tensors, cams, settings, static, JobEvents(), cache_dir=tmp_path)
+    assert not again.cache_hit and len(again.losses) == 3
+    lora.remove_lora(prior.unet)

@@ -97,6 +97,13 @@ def field_animation(problem: MotionProblem, frames: int, fps: float, indices: np
     return Animation(to_np(dpos), to_np(dquat), to_np(dlogscale), fps=float(fps))
 
 
+def shallow_unet_copy(unet: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``unet``'s modules that shares its (frozen) weights and buffers: a LoRA injected into
+    the copy wraps the copy's layers only, and costs only the LoRA's own weights."""
+    shared = {id(t): t for t in (*unet.parameters(), *unet.buffers())}
+    return copy.deepcopy(unet, memo=shared)
+
+
 class _JobRun:
     """The state one job's stages share: device, prior, problem, conditioning, progress and previews."""
 
@@ -188,7 +195,7 @@ class _JobRun:
         """Fits (or loads) the LoRA of ε_static on a job-local copy of the prior's UNet (the cached prior
         is never changed; MSD reads the copy and drops it)."""
         t0 = time.perf_counter()
-        self.lora_view = self.prior.with_unet(copy.deepcopy(self.prior.unet))
+        self.lora_view = self.prior.with_unet(shallow_unet_copy(self.prior.unet))
         outcome = fit_static_prior(self.lora_view, self.splat, self.problem.splat, self.problem.cameras, self.settings,
                                    self.static_prompt, self.relay("static_prior"),
                                    cache_dir=self.lora_cache_dir or self.models.lora_cache_dir)

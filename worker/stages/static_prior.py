@@ -45,6 +45,16 @@ def default_cache_dir() -> Path:
     return Path(root) / "lora"
 
 
+def prior_fingerprint(prior) -> str:
+    """What tells two priors under one name apart for the LoRA cache: the UNet's configuration and, for
+    a trained prior folder, its training record (``animus3d_prior.json``: another run, other keys)."""
+    config = dict(getattr(prior.unet, "config", {}) or {})
+    folder = getattr(prior, "folder", None)
+    record = Path(folder) / "animus3d_prior.json" if folder else None
+    trained = record.read_text() if record is not None and record.is_file() else ""
+    return hashlib.sha256(json.dumps([config, trained], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def cache_key(splat: GaussianSplat, prior_name: str, settings: JobSettings, static_prompt: str) -> str:
     digest = hashlib.sha256()
     for name, array in splat.arrays().items():
@@ -75,19 +85,26 @@ def fit_static_prior(
 ) -> StaticPriorOutcome:
     """Injects a LoRA into ``prior.unet`` and trains it (or loads it from the cache)."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = cache_key(splat, prior.name, settings, static_prompt)
+    key = cache_key(splat, f"{prior.name}#{prior_fingerprint(prior)}", settings, static_prompt)
     path = cache_dir / f"{key}.safetensors"
 
     lora.remove_lora(prior.unet)
     params = lora.inject_lora(prior.unet, rank=settings.lora_rank, alpha=settings.lora_alpha)
 
     if path.exists():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        lora.load_lora_state_dict(prior.unet, load_file(str(path), device=str(prior.device)))
-        log.info("static prior cache hit key=%s", key)
-        events.progress(Progress("static_prior", settings.lora_steps, settings.lora_steps, message="cached LoRA"))
-        return StaticPriorOutcome(key, True, [])
+        try:
+            lora.load_lora_state_dict(prior.unet, load_file(str(path), device=str(prior.device)))
+        except (SafetensorError, lora.LoraError, RuntimeError, OSError, ValueError) as exc:  # damaged, or another prior's
+            log.warning("cached LoRA %s does not fit this prior (%s); training it again", path.name, exc)
+            lora.remove_lora(prior.unet)
+            params = lora.inject_lora(prior.unet, rank=settings.lora_rank, alpha=settings.lora_alpha)
+        else:
+            log.info("static prior cache hit key=%s", key)
+            events.progress(Progress("static_prior", settings.lora_steps, settings.lora_steps, message="cached LoRA"))
+            return StaticPriorOutcome(key, True, [])
 
     generator = torch.Generator(device="cpu").manual_seed(int(key[:8], 16))
     clips = render_static_clips(tensors, cameras, settings.frames)
