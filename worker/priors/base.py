@@ -98,7 +98,8 @@ class VideoPrior:
     # ---- text ---------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        """CLIP hidden states ``[len(prompts), 77, D]`` (cached per prompt string)."""
+        """The text encoder's token states ``[len(prompts), L, D]`` (L and D are the encoder's: 77 × 1024 for
+        ModelScope's CLIP, 32 × 384 for the embedded prior's MiniLM; cached per prompt string)."""
         if isinstance(prompts, str):
             raise TypeError("encode_text takes a list of prompts, not a single string")
         if not prompts:
