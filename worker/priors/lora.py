@@ -2,8 +2,9 @@
 
 ``UNet3DConditionModel`` has no ``add_adapter``, so adapters are injected directly. Enabling and
 disabling (``set_lora_enabled``) never changes which parameters are trainable: that is decided once,
-by ``inject_lora``. ``remove_lora`` puts the original layers back so that a cached prior can take the
-next job's LoRA.
+by ``inject_lora``. ``remove_lora`` puts the original layers back. A job injects its LoRA into a copy
+of the cached UNet that shares its frozen weights (``pipeline.shallow_unet_copy``), never into the
+cached UNet itself.
 """
 
 from __future__ import annotations
