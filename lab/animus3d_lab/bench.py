@@ -318,10 +318,19 @@ SMALL = dict(resolution=32, frames=4, orbit_views=2)
 SMALL_GENERATE_FIT = dict(guide_steps=4, guide_denoise_steps=2, refine_steps=2)
 
 
-def load_bench_prior(which: str, device: torch.device, dtype: torch.dtype):
-    """"full": the ModelScope-size random prior; "embedded" / "tiny" (or any spec): ``load_prior``."""
+def load_bench_prior(which: str, device: torch.device, dtype: torch.dtype, text_transport: str | None = None):
+    """"full": the ModelScope-size random prior; "embedded" / "tiny" (or any spec): ``load_prior``. With
+    ``text_transport`` a MiniLM-conditioned prior folder ("embedded" or a path) reads its prompts
+    through that transport copy of the encoder (a machine without the encoder package)."""
     if which == "full":
         return build_full_size_prior(device, dtype)
+    if text_transport:
+        from animus3d_worker.priors.loading import EMBEDDED_FOLDER
+
+        from .frozen_text import load_prior_with_transport
+
+        return load_prior_with_transport(EMBEDDED_FOLDER if which == "embedded" else which, text_transport,
+                                         device=device, dtype=dtype)
     from animus3d_worker.priors import load_prior
 
     return load_prior(which, device=device, dtype=dtype)
@@ -341,7 +350,7 @@ def bench_settings(preset: str, prior, small: bool) -> JobSettings:
 def run_bench(device: str = "cuda", presets: tuple[str, ...] = DEFAULT_PRESETS, gaussians: int = 200_000,
               msd_steps: int = 6, lora_steps: int = 6, refine_steps: int = 10, fit_steps: int = 20,
               reference: bool = True, small: bool = False, prior_spec: str | None = None, whole_jobs: bool = True,
-              printer=print) -> dict:
+              printer=print, text_transport: str | None = None) -> dict:
     """Measures each preset and, for each, a direct reference of it in the same run; returns the numbers.
 
     Generate-then-fit presets (``standard``): stage by stage, and (``whole_jobs``) a whole job through
@@ -355,7 +364,7 @@ def run_bench(device: str = "cuda", presets: tuple[str, ...] = DEFAULT_PRESETS, 
     dev = resolve_device(device)
     fast_dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     prior_spec = prior_spec or ("tiny" if small else "full")
-    prior = load_bench_prior(prior_spec, dev, fast_dtype)
+    prior = load_bench_prior(prior_spec, dev, fast_dtype, text_transport)
     splat = make_character(seed=0, count=gaussians)
     rows: dict[str, dict] = {}
     msd_presets = []

