@@ -10,7 +10,6 @@ The pipeline knows nothing about sockets; it reports through ``JobEvents``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import threading
 import time
@@ -95,13 +94,6 @@ def field_animation(problem: MotionProblem, frames: int, fps: float, indices: np
         dpos, dquat, dlogscale = problem.field(means, times)
     to_np = lambda t: np.ascontiguousarray(t.detach().float().cpu().numpy(), dtype=np.float32)  # noqa: E731
     return Animation(to_np(dpos), to_np(dquat), to_np(dlogscale), fps=float(fps))
-
-
-def shallow_unet_copy(unet: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``unet``'s modules that shares its (frozen) weights and buffers: a LoRA injected into
-    the copy wraps the copy's layers only, and costs only the LoRA's own weights."""
-    shared = {id(t): t for t in (*unet.parameters(), *unet.buffers())}
-    return copy.deepcopy(unet, memo=shared)
 
 
 class _JobRun:
@@ -195,7 +187,7 @@ class _JobRun:
         """Fits (or loads) the LoRA of ε_static on a job-local copy of the prior's UNet (the cached prior
         is never changed; MSD reads the copy and drops it)."""
         t0 = time.perf_counter()
-        self.lora_view = self.prior.with_unet(shallow_unet_copy(self.prior.unet))
+        self.lora_view = self.prior.with_unet(lora.shared_weight_copy(self.prior.unet))
         outcome = fit_static_prior(self.lora_view, self.splat, self.problem.splat, self.problem.cameras, self.settings,
                                    self.static_prompt, self.relay("static_prior"),
                                    cache_dir=self.lora_cache_dir or self.models.lora_cache_dir)

@@ -3,8 +3,8 @@
 ``UNet3DConditionModel`` has no ``add_adapter``, so adapters are injected directly. Enabling and
 disabling (``set_lora_enabled``) never changes which parameters are trainable: that is decided once,
 by ``inject_lora``. ``remove_lora`` puts the original layers back. A job injects its LoRA into a copy
-of the cached UNet that shares its frozen weights (``pipeline.shallow_unet_copy``), never into the
-cached UNet itself.
+of the cached UNet that shares its frozen weights (``shared_weight_copy``), never into the cached UNet
+itself.
 """
 
 from __future__ import annotations
@@ -154,6 +154,15 @@ def remove_lora(model: nn.Module) -> None:
         if attr in vars(model):
             delattr(model, attr)
     model.requires_grad_(False)
+
+
+def shared_weight_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s modules that shares its (frozen) weights and buffers: a LoRA injected into
+    the copy wraps the copy's layers only, and costs only the LoRA's own weights."""
+    import copy
+
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, memo=shared)
 
 
 def merged_copy(model: nn.Module) -> nn.Module:
