@@ -75,6 +75,8 @@ class ANIMUS3D_PT_panel(_Sidebar, bpy.types.Panel):
             layout.label(text=job.error, icon="ERROR")
         elif job is not None and job.message:
             layout.label(text=job.message)
+        if job is not None and job.read_as:
+            layout.label(text=f"Read as: {job.read_as}", icon="INFO")
         for text in (job.warnings if job is not None else ()):
             layout.label(text=text, icon="ERROR")
         if obj is not None and bake.baked_frames(obj):

@@ -58,6 +58,7 @@ class JobState:
     result_animation: Animation | None = None  # the final animation, once RESULT arrived
     clip: tuple[int, float] | None = None  # the worker's clip: (frames, fps), before retiming
     warnings: tuple[str, ...] = ()  # what the worker said about the result (RESULT.warnings)
+    read_as: str = ""  # how the worker read the prompt, when not as typed (RESULT.motion_prompt)
     undo_pending: bool = False
     started: float = field(default_factory=time.monotonic)
 
@@ -222,6 +223,9 @@ class Session:
             job.pending_preview = msg  # the newest wins
         elif kind == "Result" and mine:
             job.warnings = tuple(str(w) for w in (getattr(msg, "warnings", None) or ()))
+            motion_prompt = str(getattr(msg, "motion_prompt", "") or "")
+            typed = str(getattr(msg, "prompt", "") or "")
+            job.read_as = motion_prompt if motion_prompt and motion_prompt != typed else ""
             for text in job.warnings:
                 self.report("WARNING", f"{job.object_name}: {text}")
             job.pending_result = msg

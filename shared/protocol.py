@@ -176,6 +176,7 @@ class Result:
     seed: int = 0
     prompt: str = ""
     static_prompt: str = ""
+    motion_prompt: str = ""  # what the motion prior was conditioned on: the prompt, or how it was read
     device: str = ""
     timings: "dict[str, float]" = field(default_factory=dict)
     losses: "dict[str, float]" = field(default_factory=dict)

@@ -34,6 +34,11 @@ class JobSettings:
     frames: int = 16  # frames of the optimised clip (T)
     resolution: int = 256  # square render size for the video prior
     fps: int = 8
+    # ---- Prompt -------------------------------------------------------------------------------
+    # Condition the motion prior on the learnt caption the prompt reads as (the prompt's subject, the
+    # nearest learnt motion's caption, a learnt speed word) rather than on the words as typed; acts
+    # only with a prior that lists its learnt motions (worker/understanding.py).
+    read_prompt: bool = True
     # ---- Cameras (every stage) ----------------------------------------------------------------
     # Each step renders all frames from `views_per_step` cameras drawn from a fixed front view and
     # `orbit_views` orbit views around the bounding box.

@@ -78,6 +78,38 @@ def test_nonsense_and_unlearnt_motions_get_the_notice_with_the_nearest_motions(l
         assert label in notice
 
 
+@pytest.mark.parametrize("prompt, subject, label, modifier", [
+    ("the robot waves its right arm twice", "robot", "wave_right", "twice"),
+    ("the red kettle rotates in place quickly", "red kettle", "spin", "quickly"),
+    ("make the dog nod its head", "dog", "nod", ""),
+    ("the tree sways slowly", "tree", "sway", ""),  # "slowly" is not a word sway's captions learnt
+])
+def test_an_understood_prompt_reads_as_a_learnt_caption_with_its_own_subject_and_speed(
+        learnt, prompt, subject, label, modifier):
+    result = understand(prompt, learnt)
+    assert result.nearest[0][0] == label and result.subject == subject and result.modifier == modifier
+    reading = result.reading
+    caption = reading.removesuffix(f" {modifier}") if modifier else reading
+    noun_forms = {t.format(n=subject) for t in learnt.motions[label]}
+    noun_forms |= {"an" + form[1:] for form in noun_forms if form.startswith("a ")}
+    assert caption in noun_forms, f"{reading!r} is not one of {label}'s learnt captions about a {subject}"
+    if not modifier:
+        assert not reading.endswith(("slowly", "quickly", "twice"))
+
+
+def test_a_prompt_not_understood_has_no_reading_and_a_subject_less_prompt_reads_about_an_object(learnt):
+    assert understand("the clown juggles", learnt).reading is None
+    reading = understand("spin around quickly", learnt).reading
+    assert reading is not None and "object" in reading and reading.endswith("quickly")
+
+
+def test_modifiers_must_belong_to_learnt_motions(tmp_path):
+    (tmp_path / LEARNT_MOTIONS).write_text(json.dumps({"motions": {"spin": ["a {n} spinning"]},
+                                                       "modifiers": {"jump": ["twice"]}}))
+    with pytest.raises(LearntMotionsError, match="modifiers"):
+        LearntMotions.read(tmp_path)
+
+
 def test_a_malformed_learnt_motions_file_is_a_clear_error(tmp_path):
     (tmp_path / LEARNT_MOTIONS).write_text(json.dumps({"motions": {"spin": []}}))
     with pytest.raises(LearntMotionsError, match="spin"):
@@ -147,6 +179,50 @@ def test_a_job_reports_a_prompt_it_does_not_understand(prior_with_vocabulary, tm
     still = run_job(blob, "the blob jumps", JobSettings.from_preset("test", msd_steps=0, refine_steps=0), seed=1,
                     device="cpu", models=models, priors=cache, lora_cache_dir=tmp_path / "lora")
     assert [w.split(":")[0] for w in still.warnings] == ["negligible motion"]
+
+
+def test_the_motion_prior_is_conditioned_on_the_reading_and_the_result_says_so(prior_with_vocabulary, tmp_path):
+    import torch
+
+    from animus3d_shared.samples import make_test_blob
+    from animus3d_worker.events import JobEvents
+    from animus3d_worker.priors import load_prior
+
+    blob = make_test_blob(seed=3, count=300)
+    models = ModelConfig(motion_prior=str(prior_with_vocabulary))
+    prompt = "the blob rotates in place quickly"
+    reading = understand(prompt, LearntMotions.read(prior_with_vocabulary)).reading
+    assert reading and reading != prompt
+
+    encoded: list[str] = []
+    cache = PriorCache()
+    prior = load_prior(str(prior_with_vocabulary))
+    original = prior.encode_text
+    prior.encode_text = lambda texts: (encoded.extend(texts), original(texts))[1]
+    cache.put(str(prior_with_vocabulary), torch.device("cpu"), torch.float32, prior)
+    messages: list[str] = []
+    settings = JobSettings.from_preset("test", msd_steps=0, refine_steps=0)
+    result = run_job(blob, prompt, settings, seed=1, device="cpu", models=models, priors=cache,
+                     events=JobEvents(on_progress=lambda prog: messages.append(prog.message)))
+    assert result.prompt == prompt and result.motion_prompt == reading
+    assert f"read as: {reading!r}" in messages
+    typed = run_job(blob, prompt, JobSettings.from_preset("test", msd_steps=0, refine_steps=0, read_prompt=False),
+                    seed=1, device="cpu", models=models, priors=cache)
+    assert typed.motion_prompt == prompt
+    assert reading in encoded and encoded.index(reading) < encoded.index(prompt), encoded
+
+
+def test_the_reading_crosses_the_wire_and_old_results_decode_without_it():
+    anim = _animation(2, 5, 0.1)
+    back = p.decode(p.encode(p.Result(job_id="j", animation=anim, prompt="x", motion_prompt="a y spinning")))
+    assert back.motion_prompt == "a y spinning"
+    frames = p.encode(p.Result(job_id="j", animation=anim))
+    header = msgpack.unpackb(frames[0], raw=False)
+    del header["motion_prompt"]
+    assert p.decode([msgpack.packb(header, use_bin_type=True), *frames[1:]]).motion_prompt == ""
+    header["motion_prompt"] = 7
+    with pytest.raises(p.ProtocolError):
+        p.decode([msgpack.packb(header, use_bin_type=True), *frames[1:]])
 
 
 @pytest.mark.slow

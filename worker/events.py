@@ -95,6 +95,7 @@ class JobResult:
     seed: int
     prompt: str
     static_prompt: str
+    motion_prompt: str = ""  # what the motion prior was conditioned on: the prompt, or how it was read
     device: str = "cpu"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     losses: dict[str, float] = field(default_factory=dict)  # final value of each loss term

@@ -103,6 +103,7 @@ class _JobRun:
                  dev: torch.device, dtype: torch.dtype, models: ModelConfig, events: JobEvents, priors: PriorCache,
                  lora_cache_dir) -> None:
         self.splat, self.prompt, self.static_prompt, self.seed = splat, prompt, static_prompt, seed
+        self.motion_prompt = prompt  # what the motion prior is conditioned on (``load`` may read the prompt)
         self.dev, self.dtype, self.models, self.events, self.priors = dev, dtype, models, events, priors
         self.lora_cache_dir = lora_cache_dir
         self.lora_view = None  # the static prior stage's LoRA copy of the prior, until MSD has used it
@@ -159,10 +160,14 @@ class _JobRun:
         lo, hi = tensors.bbox
         cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
                                elevation_deg=settings.camera_elevation_deg, device=self.dev)
-        self.cond = encode_conditioning(self.prior, self.prompt, self.static_prompt)
         self.understood, self.warnings = understanding.prompt_report(self.prompt, self.prior)
         for notice in self.warnings:
             self.events.progress(Progress("load", 0, 1, message=notice))
+        reading = self.understood.reading if self.understood is not None and settings.read_prompt else None
+        if reading is not None:
+            self.motion_prompt = reading
+            self.events.progress(Progress("load", 0, 1, message=f"read as: {reading!r}"))
+        self.cond = encode_conditioning(self.prior, self.motion_prompt, self.static_prompt)
         self.problem = MotionProblem.build(tensors, cameras, settings)
         self.preview_index = None
         if self.splat.count > settings.preview_max_gaussians:
@@ -220,7 +225,7 @@ class _JobRun:
         t0 = time.perf_counter()
         settings = self.settings
         refiner = self.priors.get(self.models.refine_prior or self.models.motion_prior, self.dev, self.dtype)
-        cond = self.cond if refiner is self.prior else encode_conditioning(refiner, self.prompt, self.static_prompt)
+        cond = self.cond if refiner is self.prior else encode_conditioning(refiner, self.motion_prompt, self.static_prompt)
         self.out_frames = settings.clip_frames
         with refiner.graphed() if settings.cuda_graphs else contextlib.nullcontext():
             refined = refine_motion(refiner, self.problem, cond, settings, self.relay("refine"), self.generator,
@@ -275,5 +280,5 @@ def run_job(
     log.info("job done prompt=%r frames=%d total_s=%.2f", prompt, job.out_frames, job.timings["total"])
     late_warning = understanding.result_warning(job.understood, splat, animation)
     return JobResult(animation=animation, settings=settings.to_dict(), seed=seed, prompt=prompt,
-                     static_prompt=static_prompt, device=str(dev), timings=job.timings, losses=final,
+                     static_prompt=static_prompt, motion_prompt=job.motion_prompt, device=str(dev), timings=job.timings, losses=final,
                      loss_history=job.history, warnings=job.warnings + ([late_warning] if late_warning else []))

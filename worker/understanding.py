@@ -1,12 +1,21 @@
-"""Does the prior understand the prompt? The job's notices for the artist.
+"""Does the prior understand the prompt? How it reads it, and the job's notices for the artist.
 
 A trained prior's folder lists the motions it learnt (``learnt_motions.json``: each motion's
-caption templates, ``{n}`` standing for the object's noun). The prompt's motion phrase (the prompt
-without its subject: sentence vectors are dominated by nouns) is compared in the packaged sentence
-encoder's space (``priors.minilm``) with every learnt caption's motion phrase. When the best cosine
-similarity is below the folder's ``threshold``, the job carries a notice naming the nearest learnt
-motions. After the job, a result that barely moves for a prompt nearest a moving motion carries a
-warning too.
+caption templates, ``{n}`` standing for the object's noun, and the speed/amplitude/repetition words
+its captions carried). The prompt's motion phrase (the prompt without its subject, whose nouns
+dominate sentence vectors) is compared in the packaged sentence
+encoder's space (``priors.minilm``) with every learnt caption's motion phrase.
+
+- Understood (best cosine similarity at or above the folder's ``threshold``): the prompt is *read*
+  as the nearest learnt caption, with the prompt's own subject and learnt modifier words ("the goat
+  revolves quickly" → "the goat turns around in place quickly"), and the motion prior is conditioned on
+  that reading (setting ``read_prompt``; the job reports it). The sentence encoder was trained on a
+  billion sentence pairs; the prior's cross-attention only on its training captions, so wording the
+  prior never saw is better matched by the former.
+- Not understood: the prompt is used as typed and the job carries a notice naming the nearest
+  learnt motions.
+
+After the job, a result that barely moves for a prompt nearest a moving motion carries a warning.
 
 Priors without that file (the tiny test prior, hub checkpoints) get no understanding report.
 """
@@ -15,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +52,7 @@ class LearntMotions:
     motions: dict[str, tuple[str, ...]]
     static: frozenset[str]
     threshold: float
+    modifiers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label → words its captions may end with
 
     @classmethod
     def from_json(cls, data: object) -> "LearntMotions":
@@ -59,7 +69,13 @@ class LearntMotions:
             raise LearntMotionsError("'static' must list learnt motion labels")
         if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
             raise LearntMotionsError("'threshold' must be a number between 0 and 1")
-        return cls(motions, frozenset(static), float(threshold))
+        modifiers = data.get("modifiers", {})
+        if not isinstance(modifiers, dict) or not set(modifiers) <= set(motions) or not all(
+                isinstance(words, list) and all(isinstance(w, str) and _WORD.fullmatch(w.replace(" ", ""))
+                                                for w in words) for words in modifiers.values()):
+            raise LearntMotionsError("'modifiers' must map learnt motion labels to lists of lower-case words")
+        return cls(motions, frozenset(static), float(threshold),
+                   {str(label): tuple(words) for label, words in modifiers.items()})
 
     @classmethod
     def read(cls, folder: str | Path) -> "LearntMotions | None":
@@ -78,15 +94,23 @@ def motion_phrase(text: str) -> str:
 
     A leading determiner and the words after it up to the first verb-like word (ending in -s, -ing
     or -ed) are dropped; text without such a word within four words is kept whole."""
+    return _subject_and_phrase(text)[1]
+
+
+def _subject_and_phrase(text: str) -> tuple[str, str]:
+    """The subject and the motion phrase: ("red lamp", "spins slowly") for "the red lamp spins
+    slowly". A prompt that does not open with its subject ("make the dog nod") gives the word after
+    its first determiner ("dog") and the whole prompt; one without a determiner gives ("", prompt)."""
     words = _WORD.findall(text.lower().replace("{n}", "thing"))
     if not words:
-        return text.strip()
-    if words[0] not in _DETERMINERS:
-        return " ".join(words)
-    for i, word in enumerate(words[1:6], start=1):
-        if i > 1 and _verb_like(word):
-            return " ".join(words[i:])
-    return " ".join(words)
+        return "", text.strip()
+    if words[0] in _DETERMINERS:
+        for i, word in enumerate(words[1:6], start=1):
+            if i > 1 and _verb_like(word):
+                return " ".join(words[1:i]), " ".join(words[i:])
+    following = [words[i + 1] for i, word in enumerate(words[:-1]) if word in _DETERMINERS]
+    subject = following[0].removesuffix("'s") if following else ""
+    return subject, " ".join(words)
 
 
 def _verb_like(word: str) -> bool:
@@ -103,10 +127,13 @@ class Understanding:
     """How a prompt relates to the motions a prior learnt."""
 
     prompt: str
-    phrase: str
+    phrase: str  # the prompt's motion phrase
     nearest: tuple[tuple[str, float], ...]  # (label, cosine similarity), best first
     threshold: float
     static: frozenset[str]
+    caption: str = ""  # the nearest motion's best-matching caption template
+    subject: str = ""  # the prompt's subject ("red lamp"), "" when it has none the reading can use
+    modifier: str = ""  # a modifier word of the prompt that the nearest motion learnt ("slowly")
 
     @property
     def understood(self) -> bool:
@@ -116,6 +143,21 @@ class Understanding:
     def moving(self) -> bool:
         """The nearest learnt motion moves (not a "stand still" one)."""
         return self.nearest[0][0] not in self.static
+
+    @property
+    def reading(self) -> str | None:
+        """The learnt caption the prompt reads as, with its own subject and modifier; None when the
+        prompt is not understood."""
+        if not self.understood or not self.caption:
+            return None
+        noun = self.subject or "object"
+        template = self.caption
+        if template.startswith("a {n}") and noun[0] in "aeiou":
+            template = "an" + template[1:]
+        reading = template.format(n=noun)
+        if self.modifier and f" {self.modifier}" not in f" {reading}":
+            reading += f" {self.modifier}"
+        return reading
 
     def notice(self) -> str | None:
         if self.understood:
@@ -130,26 +172,29 @@ def understand(prompt: str, learnt: LearntMotions) -> Understanding:
     """Compares ``prompt``'s motion phrase with every learnt caption (best caption per motion)."""
     from .priors.minilm import sentence_encoder
 
-    labels, phrases = [], []
-    for label, templates in learnt.motions.items():
-        for template in templates:
-            labels.append(label)
-            phrases.append(motion_phrase(template))
-    phrase = motion_phrase(prompt)
-    vectors = sentence_encoder().embed([phrase, *phrases]).numpy()
+    captions = [(label, template, motion_phrase(template))
+                for label, templates in learnt.motions.items() for template in templates]
+    subject, phrase = _subject_and_phrase(prompt)
+    vectors = sentence_encoder().embed([phrase, *(c[2] for c in captions)]).numpy()
     sims = vectors[1:] @ vectors[0]
     # The encoder places "left" and "right" almost on top of each other: a prompt naming one side
     # only is not matched with captions naming only the other.
     side = _sides(phrase)
-    best: dict[str, float] = {}
-    for label, caption, sim in zip(labels, phrases, sims):
+    best: dict[str, tuple[float, str]] = {}
+    for (label, template, caption), sim in zip(captions, sims):
         if len(side) == 1 and _sides(caption) and not _sides(caption) & side:
             continue
-        best[label] = max(best.get(label, -1.0), float(sim))
+        if float(sim) > best.get(label, (-1.0, ""))[0]:
+            best[label] = (float(sim), template)
     if not best:
-        best = {label: -1.0 for label in learnt.motions}
-    nearest = tuple(sorted(best.items(), key=lambda item: -item[1]))
-    return Understanding(prompt, phrase, nearest, learnt.threshold, learnt.static)
+        best = {label: (-1.0, templates[0]) for label, templates in learnt.motions.items()}
+    ranked = sorted(best.items(), key=lambda item: -item[1][0])
+    label, (_, template) = ranked[0]
+    padded = f" {' '.join(_WORD.findall(prompt.lower()))} "
+    modifier = next((word for word in sorted(learnt.modifiers.get(label, ()), key=len, reverse=True)
+                     if f" {word} " in padded), "")
+    return Understanding(prompt, phrase, tuple((lab, sim) for lab, (sim, _) in ranked), learnt.threshold,
+                         learnt.static, template, subject, modifier)
 
 
 def motion_size(splat: GaussianSplat, animation: Animation) -> float:

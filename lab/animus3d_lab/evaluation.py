@@ -463,8 +463,8 @@ def run_case(case: SuiteCase, settings, *, device: str = "auto", models=None, pr
                      events=events)
     seconds = time.perf_counter() - start
     metrics = evaluate_animation(obj.splat, result.animation, case.expected)
-    return {"id": case.id, "prompt": case.prompt, **asdict(metrics), "pipeline_seconds": round(seconds, 1),
-            "messages": messages}
+    return {"id": case.id, "prompt": case.prompt, "motion_prompt": result.motion_prompt, **asdict(metrics),
+            "pipeline_seconds": round(seconds, 1), "messages": messages}
 
 
 def metrics_dict(metrics: CaseMetrics) -> dict:

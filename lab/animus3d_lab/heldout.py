@@ -28,6 +28,9 @@ SPLIT_FILE = REPO / "evals" / "split.json"
 HELDOUT_SUITE = REPO / "evals" / "suite_heldout.jsonl"
 FIRST_HELDOUT_SUITE = REPO / "evals" / "suite_heldout13.jsonl"
 TRAIN_SUITE = REPO / "evals" / "suite_train.jsonl"
+# Everyday paraphrases of every learnt motion, three each, for tuning how prompts are read
+# (``animus3d_worker.understanding``) without looking at the held-out suites.
+DEV_PARAPHRASES = REPO / "evals" / "dev_paraphrases.jsonl"
 TRAIN_SUITE_FIRST_SEED = 2000  # object seeds of the in-distribution suite: neither held out nor trained on
 _WORD = re.compile(r"[a-z]+")
 

@@ -873,14 +873,17 @@ def describe(kind: str, label: str, rng: np.random.Generator | None = None, inde
 
 def learnt_motions_document(threshold: float = 0.55) -> dict:
     """What a prior trained on this data learnt, as the worker reads it (``learnt_motions.json``
-    beside the weights, see ``animus3d_worker.understanding``): every training motion's caption templates.
+    beside the weights, see ``animus3d_worker.understanding``): every training motion's caption
+    templates and the modifier words its captions may end with.
 
     At 0.55, everyday synonyms of the learnt motions ("leaps", "rotates in place", "stays motionless")
     clear the threshold and motions outside the vocabulary ("juggles", "plays the piano") and nonsense
     words do not (tests/lab/test_motion_vocabulary.py holds such cases)."""
     trained = {label for kind in KINDS for label in KIND_MOTIONS[kind]}
+    labels = [label for label in MOTION_LABELS if label in trained]
     return {"threshold": threshold, "static": ["still"],
-            "motions": {label: list(DESCRIPTIONS[label]) for label in MOTION_LABELS if label in trained}}
+            "motions": {label: list(DESCRIPTIONS[label]) for label in labels},
+            "modifiers": {label: list(modifiers_for(label)) for label in labels if modifiers_for(label)}}
 
 
 def all_descriptions(kind: str, label: str) -> list[str]:

@@ -74,3 +74,13 @@ def test_the_in_distribution_suite_uses_training_words_families_and_unseen_objec
     assert any(c["prompt"].endswith(("slowly", "quickly", "twice", "over and over")) for c in cases)
     train_first = TrainConfig().first_object_seed
     assert all(split["object_seeds"][1] < c["seed"] < train_first for c in cases)
+
+
+def test_the_tuning_paraphrases_use_no_held_out_word_and_cover_every_learnt_motion():
+    split = heldout.load_split()
+    cases = [json.loads(line) for line in heldout.DEV_PARAPHRASES.read_text().splitlines() if line.strip()]
+    assert heldout.leaks([c["prompt"] for c in cases], split) == set()
+    learnt = md.learnt_motions_document()["motions"]
+    counts = {label: sum(c["expected"] == label for c in cases) for label in learnt}
+    assert set(c["expected"] for c in cases) <= set(learnt) and min(counts.values()) >= 3, counts
+    assert len({c["id"] for c in cases}) == len(cases)

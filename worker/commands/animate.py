@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             wire_settings = {"preset": args.preset, **overrides}
             result = run_remote(args, splat, wire_settings, display)
+        if result.motion_prompt and result.motion_prompt != result.prompt:
+            display.note(f"read as {result.motion_prompt!r}")
         for warning in result.warnings:
             display.warn(warning)
         display.note(f"writing outputs to {out_dir}")
@@ -141,7 +143,8 @@ def run_remote(args, splat, wire_settings: dict, display: "ProgressDisplay"):
                                                     msg.eta_s, msg.message))
                 elif isinstance(msg, Result):
                     return JobResult(animation=msg.animation, settings=dict(msg.settings), seed=msg.seed,
-                                     prompt=msg.prompt, static_prompt=msg.static_prompt, device=msg.device,
+                                     prompt=msg.prompt, static_prompt=msg.static_prompt,
+                                     motion_prompt=msg.motion_prompt, device=msg.device,
                                      timings=dict(msg.timings), losses=dict(msg.losses),
                                      loss_history={k: list(v) for k, v in msg.loss_history.items()},
                                      warnings=list(msg.warnings))

@@ -345,7 +345,8 @@ def _run_one(run, submit: p.Submit, job_id: str, cancel: threading.Event, send, 
     if last["latest"] is not None:
         send(last["latest"])
     return p.Result(job_id=job_id, animation=result.animation, settings=result.settings, seed=result.seed,
-                    prompt=result.prompt, static_prompt=result.static_prompt, device=result.device,
+                    prompt=result.prompt, static_prompt=result.static_prompt,
+                    motion_prompt=str(getattr(result, "motion_prompt", "")), device=result.device,
                     timings={k: float(v) for k, v in result.timings.items()},
                     losses={k: float(v) for k, v in result.losses.items() if _finite(v)},
                     loss_history={k: [float(x) for x in v if _finite(x)] for k, v in result.loss_history.items()},
