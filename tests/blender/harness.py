@@ -17,8 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 ANIMUS3D = Path(sys.executable).parent / "animus3d"
-# Headless Blender 4.2 LTS (bpy 4.2.0, Python 3.11) in its own environment; `make test` creates it.
-BPY42_PYTHON = ROOT / ".venv-bpy42" / "bin" / "python"
+# Headless Blender 4.2 LTS and 4.5 LTS (bpy 4.2.0 and 4.5.15, Python 3.11), each in its own
+# environment; `make test` creates them. Blender 5.0 is the test environment's own bpy.
+LTS_PYTHONS = {"4.2": ROOT / ".venv-bpy42" / "bin" / "python", "4.5": ROOT / ".venv-bpy45" / "bin" / "python"}
+BLENDERS = ["4.2", "4.5", "5.0"]
 
 
 class ScenarioFailed(AssertionError):

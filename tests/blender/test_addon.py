@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import ANIMUS3D, BPY42_PYTHON, ROOT, Worker, copy_user_dir, run_scenario
+from .harness import ANIMUS3D, BLENDERS, LTS_PYTHONS, ROOT, Worker, copy_user_dir, run_scenario
 
 pytestmark = [
     pytest.mark.blender,
@@ -42,27 +42,39 @@ def user_dir(tmp_path, installed) -> Path:
     return copy_user_dir(installed[0], tmp_path / "user")
 
 
+def blender_python(blender: str) -> Path | None:
+    """The Python of headless Blender ``blender`` (None: this environment's bpy, 5.0); skips when
+    make test has not created that Blender's environment."""
+    python = LTS_PYTHONS.get(blender)
+    if python is not None and not python.exists():
+        pytest.skip(f"no headless Blender {blender} at {python} (make test creates it)")
+    return python
+
+
 @pytest.fixture(scope="session")
-def installed42(tmp_path_factory, addon_zip) -> Path:
-    """Like ``installed``, for headless Blender 4.2 (skips when make test has not created it)."""
-    if not BPY42_PYTHON.exists():
-        pytest.skip(f"no headless Blender 4.2 at {BPY42_PYTHON} (make test creates it)")
-    user = tmp_path_factory.mktemp("template42") / "user"
-    user.mkdir()
-    run_scenario("install_zip.py", user, str(addon_zip), python=BPY42_PYTHON)
-    return user
+def installed_in(tmp_path_factory, addon_zip, installed):
+    """blender version → a user-resources folder with the extension installed and enabled there."""
+    folders: dict[str, Path] = {"5.0": installed[0]}
+
+    def get(blender: str) -> Path:
+        if blender not in folders:
+            python = blender_python(blender)
+            user = tmp_path_factory.mktemp(f"template{blender}") / "user"
+            user.mkdir()
+            run_scenario("install_zip.py", user, str(addon_zip), python=python)
+            folders[blender] = user
+        return folders[blender]
+    return get
 
 
-@pytest.mark.parametrize("blender", ["4.2", "5.0"])
-def test_motion_is_data_retimed_nla_disabled_and_linked(request, tmp_path, blender):
+@pytest.mark.parametrize("blender", BLENDERS)
+def test_motion_is_data_retimed_nla_disabled_and_linked(installed_in, tmp_path, blender):
     """Defect 6: position, rotation and scale of every frame come from the object's Action through
     the motion modifier; no frame-change handler, so retiming the keys, an NLA strip, the add-on
     disabled, a Blender without the extension and a linked copy all show the same frames."""
-    template = request.getfixturevalue("installed42" if blender == "4.2" else "installed")
-    template = template if blender == "4.2" else template[0]
-    python = BPY42_PYTHON if blender == "4.2" else None
-    r = run_scenario("motion_as_data.py", copy_user_dir(template, tmp_path / "user"), str(tmp_path), "bake",
-                     python=python)
+    python = blender_python(blender)
+    r = run_scenario("motion_as_data.py", copy_user_dir(installed_in(blender), tmp_path / "user"), str(tmp_path),
+                     "bake", python=python)
     assert r["blender"][:2] == [int(v) for v in blender.split(".")]
     assert r["handlers"] == 0 and r["shape_keys"] is False
     assert r["fcurves"] == ['modifiers["Animus3D Motion"]["Socket_1"]'], r["fcurves"]  # one keyed input
@@ -101,11 +113,9 @@ def test_zip_carries_only_wheels_of_each_pythons_own_abi(addon_zip):
     assert "bake_blend.py" not in names and "animus3d_shared/samples.py" not in names  # never imported
 
 
-@pytest.mark.parametrize("blender", ["4.2", "5.0"])
+@pytest.mark.parametrize("blender", BLENDERS)
 def test_zip_installs_and_connects_to_a_real_worker(addon_zip, tmp_path, blender):
-    python = BPY42_PYTHON if blender == "4.2" else None
-    if python is not None and not python.exists():
-        pytest.skip(f"no headless Blender 4.2 at {python} (make test creates it)")
+    python = blender_python(blender)
     user = tmp_path / "user"
     user.mkdir()
     worker = Worker(tmp_path)
@@ -117,7 +127,7 @@ def test_zip_installs_and_connects_to_a_real_worker(addon_zip, tmp_path, blender
     assert r["blender"][:2] == [int(v) for v in blender.split(".")] and r["python"] == [3, 11]
     assert r["install"] == ["FINISHED"] and r["enabled"], r
     assert "zmq_error" not in r, r
-    if blender == "4.2":  # that environment has no pyzmq of its own: the extension's wheel is imported
+    if python is not None:  # those environments have no pyzmq of their own: the extension's wheel is imported
         assert r["zmq_in_user_dir"], r
     assert r["error"] == "" and r["welcome_device"] == "cpu" and r["address"] == worker.address, r
     assert r["disabled"]
@@ -348,14 +358,12 @@ def test_a_rotated_parented_object_is_animated_in_the_axes_the_artist_sees(user_
     assert r["rotation_prop"] is None  # the job's records are cleared once it is baked
 
 
-@pytest.mark.parametrize("blender", ["4.2", "5.0"])
-def test_the_display_shows_oriented_anisotropic_blended_gaussians(request, tmp_path, blender):
+@pytest.mark.parametrize("blender", BLENDERS)
+def test_the_display_shows_oriented_anisotropic_blended_gaussians(installed_in, tmp_path, blender):
     """Defect 10: each Gaussian is an ellipsoid with its own rotation and per-axis scale, faint
     Gaussians blend (a Cycles render has half-covered pixels), and Points mode stays for big splats."""
-    template = request.getfixturevalue("installed42" if blender == "4.2" else "installed")
-    template = template if blender == "4.2" else template[0]
-    r = run_scenario("display.py", copy_user_dir(template, tmp_path / "user"), str(tmp_path),
-                     python=BPY42_PYTHON if blender == "4.2" else None)
+    r = run_scenario("display.py", copy_user_dir(installed_in(blender), tmp_path / "user"), str(tmp_path),
+                     python=blender_python(blender))
     assert r["points_mode_default"] is False
     assert r["instances"] == 300, r
     assert r["centres_err"] < 1e-5 and r["frames_err"] < 1e-4 and r["anisotropic"], r
