@@ -80,6 +80,11 @@ class JobSettings:
     guide_fit_frames: int = 0
     guide_noise: str = "anchored"
     guide_draws: int = 1
+    # When the prompt names a side of the object itself ("its left arm"; the prompt is understood as
+    # a learnt caption that does), rounds of `guide_draws` clips are drawn until one moves that side
+    # of the object, at most `guide_side_draws` clips in all (anchored only; 1: the first round is
+    # kept). The object faces the front camera: its own right is the image's left.
+    guide_side_draws: int = 1
     guide_strength: float = 0.95
     guide_guidance_scale: float = 30.0
     guide_denoise_steps: int = 20
@@ -241,6 +246,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "guide_steps": (0, 100_000),
     "guide_fit_frames": (0, 128),
     "guide_draws": (1, 64),
+    "guide_side_draws": (1, 64),
     "guide_strength": (0.01, 0.99),
     "guide_guidance_scale": (0.0, 100.0),
     "guide_denoise_steps": (1, 200),
@@ -276,7 +282,7 @@ _RANGES: dict[str, tuple[float, float]] = {
 # to the clip (colour-matched, ARAP up to a uniform scale) and refined; no MSD, so no LoRA.
 _GENERATE_THEN_FIT = dict(
     msd_steps=0, field_resolution=16, field_levels=1, arap_uniform_scale=True, fit_colour_match=True,
-    global_motion=True, guide_yaw_search=True, preview_every=25,
+    global_motion=True, guide_yaw_search=True, guide_side_draws=4, preview_every=25,
 )
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU with the tiny prior: for tests and smoke runs through the real code path (the

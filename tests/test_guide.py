@@ -11,7 +11,8 @@ from animus3d_worker.events import JobEvents
 from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import load_prior
 from animus3d_worker.priors.scoring import prompt_preference
-from animus3d_worker.stages.guide import FRONT_VIEW, compared_frames, draw_guide_clips, fit_to_guide, fitted_window
+from animus3d_worker.stages.guide import (FRONT_VIEW, SIDE_MARGIN, compared_frames, draw_guide_clips, fit_to_guide,
+                                          fitted_window, side_balance)
 from animus3d_worker.stages.core import MotionProblem
 from helpers_problem import motion_problem
 
@@ -188,3 +189,42 @@ def test_a_prompt_does_not_prefer_itself_and_clips_are_compared_under_the_same_n
     scores = prompt_preference(prior, latents, cond.motion, cond.static)
     assert float(scores[0]) == pytest.approx(float(scores[1]), abs=1e-6)  # the same clip twice: the same noise
     assert float(scores[0]) != pytest.approx(float(scores[2]), abs=1e-6)
+
+
+def _clip_moving(still: torch.Tensor, columns: slice, frames: int = 4) -> torch.Tensor:
+    clip = still.expand(frames, -1, -1, -1).clone()
+    clip[1:, :, 4:12, columns] = 1.0 - clip[1:, :, 4:12, columns]
+    return clip
+
+
+def test_the_side_balance_tells_which_side_of_the_object_moves_as_it_faces_the_camera():
+    still = torch.zeros(3, 16, 16)
+    still[:, 2:14, 2:10] = 0.8  # an object left of the image centre: its centre column is 5.5
+    image_left, image_right = _clip_moving(still, slice(2, 5)), _clip_moving(still, slice(7, 10))
+    clips = torch.stack([image_left, image_right, still.expand(4, -1, -1, -1)])
+    right, left = side_balance(clips, still, "right"), side_balance(clips, still, "left")
+    # the object's own right is the image's left: the camera looks at its front
+    assert right[0] > 0.9 and right[1] < -0.9 and abs(float(right[2])) < 1e-6
+    torch.testing.assert_close(left, -right)
+
+
+def test_a_named_side_draws_until_a_clip_moves_it_and_never_more_than_the_setting(blob):
+    problem, settings = _problem(blob, guide_denoise_steps=2, guide_draws=1, guide_side_draws=5)
+    prior = load_prior("tiny", device="cpu")
+    cond = encode_conditioning(prior, "the blob waves its left arm", "the blob, standing still")
+    plain = draw_guide_clips(prior, problem, cond, settings, torch.Generator().manual_seed(5))
+    assert plain.clips.shape[0] == 1 and plain.side_balances == []  # no side named: one round, as before
+    for side in ("left", "right"):
+        draws = draw_guide_clips(prior, problem, cond, settings, torch.Generator().manual_seed(5), side=side)
+        n = draws.clips.shape[0]
+        assert 1 <= n <= 5 and len(draws.side_balances) == n
+        torch.testing.assert_close(draws.clips[0], plain.kept_clip)  # the first round is the plain draw
+        found = [i for i, b in enumerate(draws.side_balances) if b > SIDE_MARGIN]
+        if found:  # it stopped at the first clip that moves the side, and kept it
+            assert found == [n - 1] and draws.kept == n - 1 and draws.side_found
+        else:  # five draws, none moved it: the closest is kept
+            assert n == 5 and draws.side_balances[draws.kept] == max(draws.side_balances)
+        with torch.no_grad():
+            still = problem.render_clips(*problem.deform(problem.frames)[1], (FRONT_VIEW,))[0, 0]
+        again = side_balance(draws.clips, still.float(), side)
+        assert [round(float(b), 4) for b in again] == [round(b, 4) for b in draws.side_balances]

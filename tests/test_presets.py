@@ -58,15 +58,32 @@ def priors():
     return PriorCache()
 
 
+@pytest.fixture(scope="module")
+def reading_prior(tmp_path_factory) -> str:
+    """The tiny prior with the embedded prior's list of learnt motions: prompts are read, and a prompt
+    naming a side of the object reaches the guide draw."""
+    import shutil
+
+    from animus3d_worker.priors.loading import EMBEDDED_FOLDER
+    from animus3d_worker.priors.tiny import tiny_prior_folder
+    from animus3d_worker.understanding import LEARNT_MOTIONS
+
+    folder = tmp_path_factory.mktemp("prior") / "tiny-reading"
+    shutil.copytree(tiny_prior_folder(0), folder)
+    shutil.copy(EMBEDDED_FOLDER / LEARNT_MOTIONS, folder / LEARNT_MOTIONS)
+    return str(folder)
+
+
 @pytest.mark.parametrize("preset", [p for p in PRESETS if PRESETS[p]])
-def test_a_preset_sets_only_what_its_stages_read(preset, priors, tmp_path):
+def test_a_preset_sets_only_what_its_stages_read(preset, priors, reading_prior, tmp_path):
     from animus3d_shared.samples import make_test_blob
 
     settings = RecordingSettings.from_preset(preset, **tiny_budget(preset))
     assert stage_plan(settings) == stage_plan(JobSettings.from_preset(preset))  # the cut keeps the plan
     READS.clear()
-    result = run_job(make_test_blob(seed=1, count=200), "the blob jumps", settings, seed=0, device="cpu",
-                     models=ModelConfig(motion_prior="tiny"), priors=priors, lora_cache_dir=tmp_path)
+    result = run_job(make_test_blob(seed=1, count=200), "the blob waves its left arm", settings, seed=0,
+                     device="cpu", models=ModelConfig(motion_prior=reading_prior), priors=priors,
+                     lora_cache_dir=tmp_path)
     assert result.animation.num_frames >= 4
     inert = sorted(set(PRESETS[preset]) - READS)
     assert not inert, f"preset {preset!r} sets {inert}, which its stages {stage_plan(settings)} never read"

@@ -39,6 +39,7 @@ NEAREST_SHOWN = 3
 
 _DETERMINERS = {"a", "an", "the", "this", "that", "my", "your", "our", "his", "her", "its", "their", "one", "some"}
 _WORD = re.compile(r"[a-z']+")
+_OWN_SIDE = re.compile(r"\b(?:its|the|his|her|their) (left|right) [a-z{]")
 
 
 class LearntMotionsError(ValueError):
@@ -158,6 +159,14 @@ class Understanding:
         if self.modifier and f" {self.modifier}" not in f" {reading}":
             reading += f" {self.modifier}"
         return reading
+
+    @property
+    def own_side(self) -> str | None:
+        """"left" or "right" when the nearest learnt caption names a side of the object itself ("its
+        left arm", "the right hand"), not a direction ("to the left"); None otherwise or when the
+        prompt is not understood."""
+        found = _OWN_SIDE.search(self.caption) if self.understood else None
+        return found.group(1) if found else None
 
     def notice(self) -> str | None:
         if self.understood:

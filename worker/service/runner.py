@@ -89,7 +89,8 @@ def job_cost(settings: dict) -> float:
     if "guide" in plan:
         # the draws, then the fit; with the yaw search the fit may run twice (from the turn and without it)
         fits = 2 if s.guide_yaw_search and s.global_motion else 1
-        cost += (s.guide_steps * 0.5 * fits + s.guide_denoise_steps * GUIDE_DRAW_WORK_PER_STEP * s.guide_draws) \
+        draws = s.guide_draws * max(1, -(-s.guide_side_draws // s.guide_draws))  # the most a side can take
+        cost += (s.guide_steps * 0.5 * fits + s.guide_denoise_steps * GUIDE_DRAW_WORK_PER_STEP * draws) \
             * frames * pixels
     if "msd" in plan:
         cost += s.msd_steps * pixels * frames * s.views_per_step * msd_step_work(s)

@@ -8,7 +8,8 @@ recognises"). Sampling many steps does say it: the still front render taken to a
 (fresh noise with its first frame held to the render, by default; or its DDIM inversion, which pulls
 the clip back to still) and sampled back under the motion prompt with classifier-free guidance comes
 out as a clip of the object moving (of several draws, ``guide_draws``, the one the prior's motion
-prompt explains best against the static prompt). The field is fitted to that clip in pixel space
+prompt explains best against the static prompt; when the prompt names a side of the object, "its
+left arm", draws continue until one moves that side, ``guide_side_draws``). The field is fitted to that clip in pixel space
 from the front view, a few frames more every step (a motion grows out of the rest pose, so each new
 frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
 then continues from the fitted field when ``msd_steps > 0`` (``standard`` stops at the fit and refines).
@@ -66,6 +67,7 @@ class GuideOutcome:
     turn: TurnSearch | None = None
     preferences: list[float] = field(default_factory=list)  # per draw (``guide_draws`` > 1), lower kept
     kept_draw: int = 0
+    side_balances: list[float] = field(default_factory=list)  # per draw, when the prompt names a side
 
 
 @dataclass
@@ -73,14 +75,39 @@ class GuideDraws:
     clips: torch.Tensor  # [N, T, 3, H, W] in [0, 1]
     preferences: list[float]  # the prior's preference for each (prompt_preference; empty for one draw)
     kept: int  # the index of the clip the field is fitted to
+    side: str | None = None  # the side of the object the prompt names ("left", "right"), if any
+    side_balances: list[float] = field(default_factory=list)  # per clip: how much it moves that side, in [-1, 1]
 
     @property
     def kept_clip(self) -> torch.Tensor:
         return self.clips[self.kept]
 
+    @property
+    def side_found(self) -> bool:
+        return bool(self.side_balances) and self.side_balances[self.kept] > SIDE_MARGIN
+
+
+SIDE_MARGIN = 0.2  # a clip moves a side when that side's share of the change exceeds the other's by this
+
+
+def side_balance(clips: torch.Tensor, still: torch.Tensor, side: str) -> torch.Tensor:
+    """Per clip of ``clips`` [N, T, 3, H, W]: how much more the object's ``side`` ("left" or "right", its
+    own, facing the front camera: its right is the image's left) changes from the first frame than its
+    other side, in [-1, 1]. The sides split at the object's centre column in ``still`` [3, H, W] (the
+    column centroid of its difference from the corner pixel's colour, the background)."""
+    width = still.shape[-1]
+    columns = torch.arange(width, dtype=torch.float32, device=still.device)
+    ink = (still - still[:, :1, :1]).abs().sum(0).sum(0).float()  # [W]
+    centre = float((ink * columns).sum() / ink.sum()) if float(ink.sum()) > 0 else (width - 1) / 2
+    change = (clips - clips[:, :1]).abs().sum(dim=(1, 2)).sum(1).float()  # [N, W]
+    image_left = change[:, columns < centre].sum(-1)
+    image_right = change[:, columns > centre].sum(-1)
+    balance = (image_left - image_right) / (image_left + image_right).clamp_min(1e-8)
+    return balance if side == "right" else -balance
+
 
 def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings,
-                     generator: torch.Generator | None = None) -> GuideDraws:
+                     generator: torch.Generator | None = None, side: str | None = None) -> GuideDraws:
     """The prior's clips of the still object moving as prompted, from the front view.
 
     ``guide_noise`` "inverted": one clip sampled from the DDIM inversion of the still clip (under the
@@ -89,28 +116,53 @@ def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings
     rest pose. Of several draws the one kept is the one the prior itself says the motion prompt
     explains best against the static prompt (``scoring.prompt_preference``; no list of motions is
     involved). With the embedded prior that choice is worse than the first draw (docs/evaluation.md), so
-    one draw is the default."""
+    one draw is the default.
+
+    ``side``: the side of the object the prompt names. Anchored rounds of ``guide_draws`` clips are
+    drawn until one moves that side (``side_balance``), at most ``guide_side_draws`` clips; of those
+    that do, the one kept is chosen as above; when none does, the one that comes closest."""
     with torch.no_grad():
         still = field_front_clip(problem).unsqueeze(0)  # the field is still the identity
         latents = prior.encode_frames(still.to(prior.dtype))
         t_start = int(round(settings.guide_strength * (prior.num_train_timesteps - 1)))
-        anchor = None
-        if settings.guide_noise == "anchored":
-            shape = (settings.guide_draws, *latents.shape[1:])
-            noise = torch.randn(shape, generator=generator).to(latents.device, latents.dtype)
-            x_t = prior.add_noise(latents.expand(shape), noise, t_start)
-            anchor = ddim.leading_frames_anchor(latents, noise, 1)
-        else:
-            x_t, _ = prior.ddim_invert(latents, cond.static, t_start, settings.guide_denoise_steps, lora=False)
-        draws = x_t.shape[0]
-        texts = torch.cat([cond.motion.expand(draws, -1, -1), cond.negative.expand(draws, -1, -1)])
-        sampled = prior.ddim_sample(x_t, texts, t_start, settings.guide_denoise_steps, lora=False,
-                                    guidance_scale=settings.guide_guidance_scale, anchor=anchor)
-        preferences, kept = [], 0
-        if draws > 1:
-            scores = scoring.prompt_preference(prior, sampled, cond.motion, cond.static)
-            preferences, kept = [float(s) for s in scores], int(scores.argmin())
-        return GuideDraws(prior.decode_latents(sampled).float(), preferences, kept)
+        anchored = settings.guide_noise == "anchored"
+        rounds = 1
+        if side is not None and anchored:
+            rounds = max(1, -(-settings.guide_side_draws // settings.guide_draws))
+        clips, preferences, balances = [], [], []
+        for _ in range(rounds):
+            sampled = _draw_round(prior, latents, cond, settings, t_start, generator)
+            if sampled.shape[0] > 1:
+                preferences += [float(p) for p in scoring.prompt_preference(prior, sampled, cond.motion, cond.static)]
+            clips.append(prior.decode_latents(sampled).float())
+            if side is None:
+                break
+            balances += [float(b) for b in side_balance(clips[-1], still[0], side)]
+            if max(balances) > SIDE_MARGIN:
+                break
+        candidates = [i for i, b in enumerate(balances) if b > SIDE_MARGIN]
+        if balances and not candidates:
+            candidates = [max(range(len(balances)), key=balances.__getitem__)]
+        candidates = candidates or list(range(sum(c.shape[0] for c in clips)))
+        kept = min(candidates, key=preferences.__getitem__) if preferences else candidates[0]
+        return GuideDraws(torch.cat(clips), preferences, kept, side, balances)
+
+
+def _draw_round(prior, latents: torch.Tensor, cond: Conditioning, settings: JobSettings, t_start: int,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One round of guide draws, as latents: ``guide_draws`` anchored clips, or the one inverted clip."""
+    anchor = None
+    if settings.guide_noise == "anchored":
+        shape = (settings.guide_draws, *latents.shape[1:])
+        noise = torch.randn(shape, generator=generator).to(latents.device, latents.dtype)
+        x_t = prior.add_noise(latents.expand(shape), noise, t_start)
+        anchor = ddim.leading_frames_anchor(latents, noise, 1)
+    else:
+        x_t, _ = prior.ddim_invert(latents, cond.static, t_start, settings.guide_denoise_steps, lora=False)
+    draws = x_t.shape[0]
+    texts = torch.cat([cond.motion.expand(draws, -1, -1), cond.negative.expand(draws, -1, -1)])
+    return prior.ddim_sample(x_t, texts, t_start, settings.guide_denoise_steps, lora=False,
+                             guidance_scale=settings.guide_guidance_scale, anchor=anchor)
 
 
 def fitted_window(step: int, total: int, frames: int) -> int:
@@ -193,10 +245,16 @@ def guide_error(problem: MotionProblem, guide: torch.Tensor, settings: JobSettin
 
 
 def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
-                 on_step=None, generator: torch.Generator | None = None) -> GuideOutcome:
-    """Draws the guide clip(s), keeps one and fits the field to it."""
-    draws = draw_guide_clips(prior, problem, cond, settings, generator)
-    if draws.preferences:
+                 on_step=None, generator: torch.Generator | None = None, side: str | None = None) -> GuideOutcome:
+    """Draws the guide clip(s), keeps one and fits the field to it (``side``: see ``draw_guide_clips``)."""
+    draws = draw_guide_clips(prior, problem, cond, settings, generator, side)
+    if draws.side_balances:
+        found = "moves" if draws.side_found else "comes closest to moving"
+        events.progress(Progress("guide", 0, settings.guide_steps,
+                                 message=f"kept guide draw {draws.kept + 1} of {len(draws.side_balances)}: it {found} "
+                                         f"the object's {draws.side} side (balance "
+                                         f"{draws.side_balances[draws.kept]:+.2f})"))
+    elif draws.preferences:
         ranked = ", ".join(f"{p:+.4f}" for p in draws.preferences)
         events.progress(Progress("guide", 0, settings.guide_steps,
                                  message=f"kept guide draw {draws.kept + 1} of {len(draws.preferences)} "
@@ -204,4 +262,4 @@ def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: Jo
     guide = draws.kept_clip
     fit = fit_to_guide(problem, guide, settings, events, on_step)
     return GuideOutcome(clip=guide, losses=fit.losses, turn=fit.turn, preferences=draws.preferences,
-                        kept_draw=draws.kept)
+                        kept_draw=draws.kept, side_balances=draws.side_balances)

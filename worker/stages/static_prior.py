@@ -73,6 +73,12 @@ def render_static_clips(splat: SplatTensors, cameras: Cameras, frames: int) -> t
     return views.unsqueeze(1).expand(-1, frames, -1, -1, -1).contiguous()
 
 
+def _fresh_lora(unet, settings: JobSettings) -> list:
+    """Untrained LoRA layers on ``unet`` (any it had are removed first); their parameters."""
+    lora.remove_lora(unet)
+    return lora.inject_lora(unet, rank=settings.lora_rank, alpha=settings.lora_alpha)
+
+
 def fit_static_prior(
     prior,
     splat: GaussianSplat,
@@ -88,9 +94,7 @@ def fit_static_prior(
     key = cache_key(splat, f"{prior.name}#{prior_fingerprint(prior)}", settings, static_prompt)
     path = cache_dir / f"{key}.safetensors"
 
-    lora.remove_lora(prior.unet)
-    params = lora.inject_lora(prior.unet, rank=settings.lora_rank, alpha=settings.lora_alpha)
-
+    params = _fresh_lora(prior.unet, settings)
     if path.exists():
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -99,8 +103,7 @@ def fit_static_prior(
             lora.load_lora_state_dict(prior.unet, load_file(str(path), device=str(prior.device)))
         except (SafetensorError, lora.LoraError, RuntimeError, OSError, ValueError) as exc:  # damaged, or another prior's
             log.warning("cached LoRA %s does not fit this prior (%s); training it again", path.name, exc)
-            lora.remove_lora(prior.unet)
-            params = lora.inject_lora(prior.unet, rank=settings.lora_rank, alpha=settings.lora_alpha)
+            params = _fresh_lora(prior.unet, settings)
         else:
             log.info("static prior cache hit key=%s", key)
             events.progress(Progress("static_prior", settings.lora_steps, settings.lora_steps, message="cached LoRA"))
