@@ -212,6 +212,19 @@ def test_the_motion_prior_is_conditioned_on_the_reading_and_the_result_says_so(p
     assert reading in encoded and encoded.index(reading) < encoded.index(prompt), encoded
 
 
+def test_job_json_keeps_what_the_prior_was_conditioned_on(tmp_path):
+    from animus3d_shared.samples import make_test_blob
+    from animus3d_worker.events import JobResult
+    from animus3d_worker.outputs import write_outputs
+
+    blob = make_test_blob(seed=1, count=5)
+    result = JobResult(animation=_animation(2, 5, 0.1), settings={}, seed=0, prompt="the blob revolves quickly",
+                       static_prompt="the blob", motion_prompt="the blob turns around in place quickly")
+    written = write_outputs(tmp_path, blob, result, render_preview=False)
+    job = json.loads(written["job"].read_text())
+    assert (job["prompt"], job["motion_prompt"]) == ("the blob revolves quickly", "the blob turns around in place quickly")
+
+
 def test_the_reading_crosses_the_wire_and_old_results_decode_without_it():
     anim = _animation(2, 5, 0.1)
     back = p.decode(p.encode(p.Result(job_id="j", animation=anim, prompt="x", motion_prompt="a y spinning")))

@@ -218,6 +218,8 @@ def test_animate_with_real_worker_bakes_and_survives_reload(user_dir, tmp_path, 
     assert r["accepted"] and r["scene_job_id"] and r["object_job_id"] == r["scene_job_id"]
     assert r["static_prompt"] == "a 3D model of a blob"
     assert r["phase"] == "done", r["error"]
+    # the embedded prior reads the prompt as one of its learnt captions; the panel shows the reading
+    assert r["read_as"] and r["read_as"] != "the blob bounces up and down" and "blob" in r["read_as"], r["read_as"]
     assert r["frames"] >= 4 and r["frame_attrs"] == 3 * r["frames"]
     # non-destructive: the clip starts on the current frame (11), the scene keeps 24 fps and 1-250,
     # and the clip is resampled to 24 fps (its duration kept)

@@ -100,7 +100,8 @@ else:
         result["reattached"] = job is not None and job.job_id == result["scene_job_id"]
         obj = bpy.data.objects["Blob"]
     ok = run_ticks(addon, lambda: job.phase in ("done", "failed", "cancelled"), 300)
-    result.update(phase=job.phase, error=job.error, previews=job.previews_applied, stats=session.tick_stats())
+    result.update(phase=job.phase, error=job.error, previews=job.previews_applied, stats=session.tick_stats(),
+                  read_as=job.read_as)
     anim = job.result_animation  # the clip retimed to the scene's fps, every frame at once
     anim = anim.animation() if hasattr(anim, "animation") else anim
     mesh = obj.data
