@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_progress(p: Progress) -> None:
         now = time.monotonic()
-        if p.stage != last["stage"] or now - last["t"] > 2.0 or p.step == p.total:
+        if p.message:  # what a stage says (how the prompt was read, which guide draw was kept…) always shows
+            print(f"  [{p.stage}] {p.message}", flush=True)
+        elif p.stage != last["stage"] or now - last["t"] > 2.0 or p.step == p.total:
             losses = " ".join(f"{k}={v:.4g}" for k, v in p.losses.items())
             eta = f" eta {p.eta_s:.0f}s" if p.eta_s is not None else ""
             print(f"  [{p.stage}] {p.step}/{p.total} {losses}{eta}", flush=True)
