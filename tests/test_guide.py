@@ -214,6 +214,9 @@ def test_a_named_side_draws_until_a_clip_moves_it_and_never_more_than_the_settin
     cond = encode_conditioning(prior, "the blob waves its left arm", "the blob, standing still")
     plain = draw_guide_clips(prior, problem, cond, settings, torch.Generator().manual_seed(5))
     assert plain.clips.shape[0] == 1 and plain.side_balances == []  # no side named: one round, as before
+    off = draw_guide_clips(prior, problem, cond, settings.replace(guide_side_draws=1), torch.Generator().manual_seed(5),
+                           side="left")
+    assert off.side_balances == [] and torch.equal(off.kept_clip, plain.kept_clip)  # the setting's 1: a side changes nothing
     for side in ("left", "right"):
         draws = draw_guide_clips(prior, problem, cond, settings, torch.Generator().manual_seed(5), side=side)
         n = draws.clips.shape[0]

@@ -118,17 +118,17 @@ def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings
     involved). With the embedded prior that choice is worse than the first draw (docs/evaluation.md), so
     one draw is the default.
 
-    ``side``: the side of the object the prompt names. Anchored rounds of ``guide_draws`` clips are
-    drawn until one moves that side (``side_balance``), at most ``guide_side_draws`` clips; of those
-    that do, the one kept is chosen as above; when none does, the one that comes closest."""
+    ``side``: the side of the object the prompt names. With ``guide_side_draws`` > 1, anchored rounds
+    of ``guide_draws`` clips are drawn until one moves that side (``side_balance``), at most
+    ``guide_side_draws`` clips; of those that do, the one kept is chosen as above; when none does, the
+    one that comes closest."""
     with torch.no_grad():
         still = field_front_clip(problem).unsqueeze(0)  # the field is still the identity
         latents = prior.encode_frames(still.to(prior.dtype))
         t_start = int(round(settings.guide_strength * (prior.num_train_timesteps - 1)))
-        anchored = settings.guide_noise == "anchored"
-        rounds = 1
-        if side is not None and anchored:
-            rounds = max(1, -(-settings.guide_side_draws // settings.guide_draws))
+        if settings.guide_noise != "anchored" or settings.guide_side_draws <= 1:
+            side = None  # one round, chosen as without a side
+        rounds = 1 if side is None else max(1, -(-settings.guide_side_draws // settings.guide_draws))
         clips, preferences, balances = [], [], []
         for _ in range(rounds):
             sampled = _draw_round(prior, latents, cond, settings, t_start, generator)
