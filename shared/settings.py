@@ -65,6 +65,9 @@ class JobSettings:
     # best to the prior's frame: a small prior recolours the object, and a plain pixel loss makes the
     # field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
     fit_colour_match: bool = False
+    # Those fits also compare box-averaged copies at 1/2 … 1/2^N size (the loss is the mean over
+    # sizes), so a part drawn far from where the object has it still pulls on the field (0: full size only).
+    fit_coarse_levels: int = 0
     # ---- Guide stage (generate, then fit: the shipped method) ----------------------------------
     # The prior draws a guide clip from the still front render (noised to `guide_strength`, then
     # sampled under the motion prompt in `guide_denoise_steps` DDIM steps) and the field is fitted to
@@ -248,6 +251,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "guide_fit_frames": (0, 128),
     "guide_draws": (1, 64),
     "guide_side_draws": (1, 64),
+    "fit_coarse_levels": (0, 8),
     "guide_strength": (0.01, 0.99),
     "guide_guidance_scale": (0.0, 100.0),
     "guide_denoise_steps": (1, 200),

@@ -92,3 +92,19 @@ def test_the_guide_fit_follows_a_recoloured_guide_the_right_way():
         translation.zero_()
     fit_to_guide(problem, guide, settings, JobEvents())
     assert float(translation[-1, 0] - translation[0, 0]) > 0.05
+
+
+def test_coarse_levels_pull_a_part_that_does_not_overlap_its_target():
+    def clip_with_square(x: int) -> torch.Tensor:
+        clip = torch.zeros(1, 3, 16, 16)
+        clip[..., 6:10, x:x + 3] = 1.0
+        return clip
+
+    target = clip_with_square(12)
+    far, nearer = clip_with_square(1), clip_with_square(6)
+    # at full size any square that misses the target costs the same: no pull towards it
+    assert float(pixel_fit_loss(far, target, colour_match=False)) == pytest.approx(
+        float(pixel_fit_loss(nearer, target, colour_match=False)))
+    coarse = [float(pixel_fit_loss(c, target, colour_match=False, coarse_levels=3)) for c in (far, nearer, target)]
+    assert coarse[0] > coarse[1] > coarse[2] == 0.0
+    assert float(pixel_fit_loss(far, target, False, coarse_levels=99)) > 0  # more levels than sizes: capped

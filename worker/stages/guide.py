@@ -225,7 +225,7 @@ def _fit(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings, eve
         deltas, (means, quats, log_scales) = problem.deform(problem.frames)
         # Only the compared frames are rendered; the regularisers still see every frame's deformation.
         clip = problem.render_clips(means[frames], quats[frames], log_scales[frames], (FRONT_VIEW,))[0]
-        terms = {"guide": pixel_fit_loss(clip, guide[frames], settings.fit_colour_match)}
+        terms = {"guide": pixel_fit_loss(clip, guide[frames], settings.fit_colour_match, settings.fit_coarse_levels)}
         terms.update(problem.regularisers(deltas, means, settings, None))
         fit_step("guide", first_step + step, total, terms, settings, optimiser, losses, events, on_step)
     return losses
@@ -241,7 +241,8 @@ def field_front_clip(problem: MotionProblem) -> torch.Tensor:
 def guide_error(problem: MotionProblem, guide: torch.Tensor, settings: JobSettings) -> float:
     """How far the field's front-view clip is from the whole guide (the fit's own pixel loss)."""
     with torch.no_grad():
-        return float(pixel_fit_loss(field_front_clip(problem), guide, settings.fit_colour_match))
+        return float(pixel_fit_loss(field_front_clip(problem), guide, settings.fit_colour_match,
+                                settings.fit_coarse_levels))
 
 
 def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,

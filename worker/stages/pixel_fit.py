@@ -48,8 +48,13 @@ def _pixels(clip: torch.Tensor) -> torch.Tensor:
     return clip.flatten(-2).transpose(-1, -2).reshape(-1, clip.shape[-2] * clip.shape[-1], 3)
 
 
-def pixel_fit_loss(rendered: torch.Tensor, target: torch.Tensor, colour_match: bool) -> torch.Tensor:
+def pixel_fit_loss(rendered: torch.Tensor, target: torch.Tensor, colour_match: bool,
+                   coarse_levels: int = 0) -> torch.Tensor:
     """``PIXEL_FIT_WEIGHT`` × mean squared error of ``rendered`` against ``target`` (both [..., 3, H, W]).
+
+    ``coarse_levels`` > 0: the mean of that error at full size and at 1/2, 1/4 … 1/2^levels size (box
+    averages of both clips): a part drawn far from where the object has it (a raised arm) does not
+    overlap its rendered self at full size, and only blurred copies pull it there.
 
     With ``colour_match`` each rendered frame goes through the affine colour map that fits it best to
     the target frame first. The map is fitted from the render to the target, not the other way: a map
@@ -60,4 +65,12 @@ def pixel_fit_loss(rendered: torch.Tensor, target: torch.Tensor, colour_match: b
     target = target.float()
     if colour_match:
         rendered = apply_colour_maps(fit_colour_maps(rendered, target), rendered)
-    return PIXEL_FIT_WEIGHT * torch.nn.functional.mse_loss(rendered, target)
+    loss = torch.nn.functional.mse_loss(rendered, target)
+    levels = min(coarse_levels, max(0, min(rendered.shape[-2:]).bit_length() - 2))  # down to 2×2 at least
+    if levels:
+        r, t = rendered.flatten(0, -4), target.flatten(0, -4)  # [N, 3, H, W]
+        for _ in range(levels):
+            r, t = torch.nn.functional.avg_pool2d(r, 2, ceil_mode=True), torch.nn.functional.avg_pool2d(t, 2, ceil_mode=True)
+            loss = loss + torch.nn.functional.mse_loss(r, t)
+        loss = loss / (levels + 1)
+    return PIXEL_FIT_WEIGHT * loss

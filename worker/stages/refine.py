@@ -63,7 +63,7 @@ def refine_motion(prior, problem: MotionProblem, cond: Conditioning, settings: J
                 refined = sdedit_target(prior, latents, cond.motion, cond.negative, settings.refine_strength,
                                         settings.guidance_scale, generator)
                 target = prior.decode_latents(refined).float()
-        terms = {"refine": pixel_fit_loss(clips, target, settings.fit_colour_match)}
+        terms = {"refine": pixel_fit_loss(clips, target, settings.fit_colour_match, settings.fit_coarse_levels)}
         terms.update(problem.regularisers(deltas, means, settings, generator))
         fit_step("refine", step, total, terms, settings, optimiser, outcome.losses, events, on_step)
     return outcome
