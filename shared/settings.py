@@ -66,7 +66,8 @@ class JobSettings:
     # field move Gaussians to paint the new colours (worker/stages/pixel_fit.py).
     fit_colour_match: bool = False
     # Those fits also compare box-averaged copies at 1/2 … 1/2^N size (the loss is the mean over
-    # sizes), so a part drawn far from where the object has it still pulls on the field (0: full size only).
+    # sizes), so a part drawn far from where the object has it still pulls on the field (0: full size
+    # only, every preset: docs/prior.md, "Sides").
     fit_coarse_levels: int = 0
     # ---- Guide stage (generate, then fit: the shipped method) ----------------------------------
     # The prior draws a guide clip from the still front render (noised to `guide_strength`, then
@@ -87,7 +88,7 @@ class JobSettings:
     # a learnt caption that does), rounds of `guide_draws` clips are drawn until one moves that side
     # of the object, at most `guide_side_draws` clips in all (anchored only; 1: the first round is
     # kept). The object faces the front camera: its own right is the image's left. Off in every
-    # preset: the right guide does not yet give the right result (docs/prior.md, "Reading the prompt").
+    # preset: with or without `fit_coarse_levels` it has not moved the held-out count (docs/prior.md, "Sides").
     guide_side_draws: int = 1
     guide_strength: float = 0.95
     guide_guidance_scale: float = 30.0
