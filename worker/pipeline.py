@@ -227,7 +227,8 @@ class _JobRun:
         t0 = time.perf_counter()
         settings = self.settings
         refiner = self.priors.get(self.models.refine_prior or self.models.motion_prior, self.dev, self.dtype)
-        cond = self.cond if refiner is self.prior else encode_conditioning(refiner, self.motion_prompt, self.static_prompt)
+        cond = self.cond if refiner is self.prior else encode_conditioning(refiner, self.motion_prompt,
+                                                                            self.static_prompt)
         self.out_frames = settings.clip_frames
         with refiner.graphed() if settings.cuda_graphs else contextlib.nullcontext():
             refined = refine_motion(refiner, self.problem, cond, settings, self.relay("refine"), self.generator,
@@ -282,5 +283,6 @@ def run_job(
     log.info("job done prompt=%r frames=%d total_s=%.2f", prompt, job.out_frames, job.timings["total"])
     late_warning = understanding.result_warning(job.understood, splat, animation)
     return JobResult(animation=animation, settings=settings.to_dict(), seed=seed, prompt=prompt,
-                     static_prompt=static_prompt, motion_prompt=job.motion_prompt, device=str(dev), timings=job.timings, losses=final,
-                     loss_history=job.history, warnings=job.warnings + ([late_warning] if late_warning else []))
+                     static_prompt=static_prompt, motion_prompt=job.motion_prompt, device=str(dev),
+                     timings=job.timings, losses=final, loss_history=job.history,
+                     warnings=job.warnings + ([late_warning] if late_warning else []))

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from animus3d_shared import protocol as p
 from animus3d_shared.settings import JobSettings
 
-from ..stages.plan import GUIDE_DRAW_WORK_PER_STEP, msd_step_work, stage_plan
+from ..stages.plan import GUIDE_DRAW_WORK_PER_STEP, guide_draw_rounds, msd_step_work, stage_plan
 
 FINAL_MESSAGES = (p.Result, p.Error, p.Cancelled)
 
@@ -89,7 +89,7 @@ def job_cost(settings: dict) -> float:
     if "guide" in plan:
         # the draws, then the fit; with the yaw search the fit may run twice (from the turn and without it)
         fits = 2 if s.guide_yaw_search and s.global_motion else 1
-        draws = s.guide_draws * max(1, -(-s.guide_side_draws // s.guide_draws))  # the most a side can take
+        draws = s.guide_draws * guide_draw_rounds(s)
         cost += (s.guide_steps * 0.5 * fits + s.guide_denoise_steps * GUIDE_DRAW_WORK_PER_STEP * draws) \
             * frames * pixels
     if "msd" in plan:

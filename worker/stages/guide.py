@@ -9,9 +9,9 @@ recognises"). Sampling many steps does say it: the still front render taken to a
 the clip back to still) and sampled back under the motion prompt with classifier-free guidance comes
 out as a clip of the object moving (of several draws, ``guide_draws``, the one the prior's motion
 prompt explains best against the static prompt; when the prompt names a side of the object, "its
-left arm", draws continue until one moves that side, ``guide_side_draws``). The field is fitted to that clip in pixel space
-from the front view, a few frames more every step (a motion grows out of the rest pose, so each new
-frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
+left arm", draws continue until one moves that side, ``guide_side_draws``). The field is fitted to
+that clip in pixel space from the front view, a few frames more every step (a motion grows out of
+the rest pose, so each new frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
 then continues from the fitted field when ``msd_steps > 0`` (``standard`` stops at the fit and refines).
 
 Only the guide is drawn without gradients; the fit backpropagates through the renderer alone.
@@ -31,6 +31,7 @@ from ..events import JobEvents, Progress
 from ..priors import ddim, scoring
 from .core import Conditioning, MotionProblem, fit_step
 from .pixel_fit import pixel_fit_loss
+from .plan import guide_draw_rounds
 from .yaw_search import search_yaw, start_from_yaw
 
 FRONT_VIEW = 0  # make_cameras puts the front camera first
@@ -128,7 +129,7 @@ def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings
         t_start = int(round(settings.guide_strength * (prior.num_train_timesteps - 1)))
         if settings.guide_noise != "anchored" or settings.guide_side_draws <= 1:
             side = None  # one round, chosen as without a side
-        rounds = 1 if side is None else max(1, -(-settings.guide_side_draws // settings.guide_draws))
+        rounds = 1 if side is None else guide_draw_rounds(settings)
         clips, preferences, balances = [], [], []
         for _ in range(rounds):
             sampled = _draw_round(prior, latents, cond, settings, t_start, generator)

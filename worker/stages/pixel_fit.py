@@ -70,7 +70,8 @@ def pixel_fit_loss(rendered: torch.Tensor, target: torch.Tensor, colour_match: b
     if levels:
         r, t = rendered.flatten(0, -4), target.flatten(0, -4)  # [N, 3, H, W]
         for _ in range(levels):
-            r, t = torch.nn.functional.avg_pool2d(r, 2, ceil_mode=True), torch.nn.functional.avg_pool2d(t, 2, ceil_mode=True)
+            r = torch.nn.functional.avg_pool2d(r, 2, ceil_mode=True)
+            t = torch.nn.functional.avg_pool2d(t, 2, ceil_mode=True)
             loss = loss + torch.nn.functional.mse_loss(r, t)
         loss = loss / (levels + 1)
     return PIXEL_FIT_WEIGHT * loss

@@ -37,6 +37,12 @@ def msd_step_work(settings: JobSettings) -> float:
     return 3.0 + inversion
 
 
+def guide_draw_rounds(settings: JobSettings) -> int:
+    """The most rounds of ``guide_draws`` clips a guide draw takes (more than one only when the prompt
+    names a side of the object and ``guide_side_draws`` asks for more clips than one round has)."""
+    return max(1, -(-settings.guide_side_draws // settings.guide_draws))
+
+
 def guide_draw_work(settings: JobSettings) -> float:
     """Work of drawing the guide clip, done before the guide fit's first step reports."""
     return GUIDE_DRAW_WORK_PER_STEP * settings.guide_denoise_steps
