@@ -15,12 +15,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and /proc")
 
-# A stand-in worker: listens on the --bind port, prints a line, ignores SIGTERM when asked to.
+# A stand-in worker: listens on the --bind port, prints a line, ignores SIGTERM or takes a second to
+# end on it when asked to.
 FAKE_WORKER = r'''
 import signal, socket, sys, time
 args = sys.argv[1:]
 if "--ignore-term" in args:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if "--slow-term" in args:
+    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.0), sys.exit(0)))
 if "--fail" in args:
     print("fake worker: cannot load the prior", flush=True)
     sys.exit(3)
@@ -111,9 +114,9 @@ def test_a_program_that_is_not_found_gets_a_clear_error(lw, tmp_path):
         lw.start("animus3d-missing worker --bind tcp://127.0.0.1:5555", tmp_path / "state")
 
 
-def _orphan(fake, port, state: Path, owner: int) -> subprocess.Popen:
+def _orphan(fake, port, state: Path, owner: int, *extra: str) -> subprocess.Popen:
     """A worker whose pid file names ``owner`` as the Blender that started it."""
-    argv = [sys.executable, str(fake), "--bind", f"tcp://127.0.0.1:{port}"]
+    argv = [sys.executable, str(fake), "--bind", f"tcp://127.0.0.1:{port}", *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     state.mkdir(parents=True, exist_ok=True)
     (state / "worker.json").write_text(json.dumps({"pid": proc.pid, "argv": argv, "owner": owner}))
@@ -130,10 +133,11 @@ def _ended_pid() -> int:
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to identify the orphan")
 def test_the_next_start_stops_the_orphan_of_a_blender_that_crashed(lw, fake, tmp_path):
     port = free_port()
-    orphan = _orphan(fake, port, tmp_path / "state", owner=_ended_pid())
+    # the orphan takes a second to end on SIGTERM, so it still holds the port when start looks
+    orphan = _orphan(fake, port, tmp_path / "state", _ended_pid(), "--slow-term")
     try:
         with pytest.raises(lw.WorkerStartError, match="stopped a worker left running by a Blender that has ended"):
-            lw.start(command(fake, port), tmp_path / "state")  # the orphan still holds the port a moment
+            lw.start(command(fake, port), tmp_path / "state")
         orphan.wait(5)
         proc = lw.start(command(fake, port), tmp_path / "state")
         wait_listening(port)
