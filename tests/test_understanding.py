@@ -103,6 +103,48 @@ def test_a_prompt_not_understood_has_no_reading_and_a_subject_less_prompt_reads_
     assert reading is not None and "object" in reading and reading.endswith("quickly")
 
 
+def test_a_prompt_only_near_a_learnt_motion_is_read_with_a_notice_that_says_so(learnt):
+    result = understand("make the crate get smaller quickly", learnt)  # similarity about 0.50
+    assert learnt.read_threshold <= result.nearest[0][1] < learnt.threshold
+    assert not result.understood and result.readable and result.nearest[0][0] == "shrink"
+    assert result.reading is not None and "crate" in result.reading
+    notice = result.notice()
+    assert notice.startswith("unsure") and "read as the nearest, shrink" in notice
+
+
+def test_the_read_threshold_is_at_most_the_understood_one(tmp_path):
+    document = {"motions": {"spin": ["a {n} spinning"]}, "threshold": 0.5}
+    assert LearntMotions.from_json(document).read_threshold == 0.45
+    assert LearntMotions.from_json({**document, "threshold": 0.4}).read_threshold == 0.4
+    with pytest.raises(LearntMotionsError, match="read_threshold"):
+        LearntMotions.from_json({**document, "read_threshold": 0.6})
+
+
+def test_a_prompt_read_as_standing_still_leaves_the_object_unmoved(prior_with_vocabulary, learnt):
+    from animus3d_shared.samples import make_test_blob
+    from animus3d_worker.events import JobEvents
+
+    assert understand("the blob stays motionless", learnt).stays_still
+    assert not understand("the blob jumps", learnt).stays_still
+    blob = make_test_blob(seed=3, count=300)
+    models = ModelConfig(motion_prior=str(prior_with_vocabulary))
+    settings = JobSettings.from_preset("test")
+    messages: list[str] = []
+    result = run_job(blob, "the blob stays motionless", settings, seed=1, device="cpu", models=models,
+                     events=JobEvents(on_progress=lambda prog: messages.append(prog.message)))
+    assert "the object stays still: nothing to animate" in messages
+    stages = {"static_prior", "guide", "msd", "refine"}
+    assert not stages & set(result.timings)
+    anim = result.animation
+    assert (anim.num_frames, anim.num_gaussians) == (settings.clip_frames, blob.count)
+    assert anim.fps == pytest.approx(settings.fps * settings.clip_frames / settings.frames)
+    assert not anim.delta_position.any() and not anim.delta_scale.any()
+    np.testing.assert_array_equal(anim.delta_rotation[..., 0], 1.0)
+    typed = run_job(blob, "the blob stays motionless", settings.replace(read_prompt=False), seed=1, device="cpu",
+                    models=models)
+    assert typed.motion_prompt == "the blob stays motionless" and stages & set(typed.timings)
+
+
 def test_modifiers_must_belong_to_learnt_motions(tmp_path):
     (tmp_path / LEARNT_MOTIONS).write_text(json.dumps({"motions": {"spin": ["a {n} spinning"]},
                                                        "modifiers": {"jump": ["twice"]}}))

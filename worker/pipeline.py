@@ -167,6 +167,10 @@ class _JobRun:
         if reading is not None:
             self.motion_prompt = reading
             self.events.progress(Progress("load", 0, 1, message=f"read as: {reading!r}"))
+        # A prompt read as standing still leaves the object as it is: no clip to draw, no field to fit.
+        self.stays_still = reading is not None and self.understood.stays_still
+        if self.stays_still:
+            self.events.progress(Progress("load", 0, 1, message="the object stays still: nothing to animate"))
         self.cond = encode_conditioning(self.prior, self.motion_prompt, self.static_prompt)
         self.problem = MotionProblem.build(tensors, cameras, settings)
         self.preview_index = None
@@ -263,7 +267,7 @@ def run_job(
                   priors or PriorCache(), lora_cache_dir)
 
     job.load()
-    plan = stage_plan(job.settings)
+    plan = [] if job.stays_still else stage_plan(job.settings)
     job.plan(plan)
     if "static_prior" in plan:
         job.static_prior()
@@ -275,7 +279,11 @@ def run_job(
         job.refine()
 
     settings = job.settings
-    animation = field_animation(job.problem, job.out_frames, settings.fps * job.out_frames / settings.frames)
+    if job.stays_still:
+        job.out_frames = settings.clip_frames
+        animation = Animation.identity(job.out_frames, splat.count, settings.fps * job.out_frames / settings.frames)
+    else:
+        animation = field_animation(job.problem, job.out_frames, settings.fps * job.out_frames / settings.frames)
     animation = frame.animation_to_world(animation)
     job.timings["total"] = time.perf_counter() - job_start
     final = {k: v[-1] for k, v in job.history.items() if v}

@@ -84,3 +84,16 @@ def test_the_tuning_paraphrases_use_no_held_out_word_and_cover_every_learnt_moti
     counts = {label: sum(c["expected"] == label for c in cases) for label in learnt}
     assert set(c["expected"] for c in cases) <= set(learnt) and min(counts.values()) >= 3, counts
     assert len({c["id"] for c in cases}) == len(cases)
+
+
+def test_prompts_read_at_the_default_threshold_are_mostly_read_right_on_the_tuning_set():
+    from animus3d_lab import reading
+    from animus3d_worker.understanding import DEFAULT_READ_THRESHOLD, DEFAULT_THRESHOLD
+
+    readings = reading.read_suite(heldout.DEV_PARAPHRASES)
+    table = {t: (read, right) for t, read, right in
+             reading.threshold_table(readings, (DEFAULT_READ_THRESHOLD, DEFAULT_THRESHOLD))}
+    read, right = table[DEFAULT_READ_THRESHOLD]
+    assert read >= 0.9 * len(readings) and right >= 0.95 * read, table
+    assert table[DEFAULT_THRESHOLD][0] < read, "the read threshold reads more prompts than the understood one"
+    assert all((r.reading is not None) == (r.similarity >= DEFAULT_READ_THRESHOLD) for r in readings)
