@@ -25,6 +25,7 @@ Priors without that file (the tiny test prior, hub checkpoints) get no understan
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -203,6 +204,16 @@ class Understanding:
                 f"The animation may not be what you asked for: try one of those in plain words.")
 
 
+@functools.lru_cache(maxsize=4)
+def _phrase_vectors(phrases: tuple[str, ...]) -> np.ndarray:
+    """The sentence vectors of a prior's learnt caption phrases, computed once per list."""
+    from .priors.minilm import sentence_encoder
+
+    vectors = sentence_encoder().embed(list(phrases)).numpy()
+    vectors.setflags(write=False)
+    return vectors
+
+
 def understand(prompt: str, learnt: LearntMotions) -> Understanding:
     """Compares ``prompt``'s motion phrase with every learnt caption (best caption per motion)."""
     from .priors.minilm import sentence_encoder
@@ -210,8 +221,7 @@ def understand(prompt: str, learnt: LearntMotions) -> Understanding:
     captions = [(label, template, motion_phrase(template))
                 for label, templates in learnt.motions.items() for template in templates]
     subject, phrase = _subject_and_phrase(prompt)
-    vectors = sentence_encoder().embed([phrase, *(c[2] for c in captions)]).numpy()
-    sims = vectors[1:] @ vectors[0]
+    sims = _phrase_vectors(tuple(c[2] for c in captions)) @ sentence_encoder().embed([phrase]).numpy()[0]
     # The encoder places "left" and "right" almost on top of each other: a prompt naming one side
     # only is not matched with captions naming only the other.
     side = _sides(phrase)
