@@ -90,6 +90,11 @@ class JobSettings:
     # kept). The object faces the front camera: its own right is the image's left. Off in every
     # preset: with or without `fit_coarse_levels` it has not moved the held-out count (docs/prior.md, "Sides").
     guide_side_draws: int = 1
+    # The prior hardly tells left from right; when the reading names a side of the object or a
+    # direction of travel ("to the left") and the kept guide clip moves the other side or travels the
+    # other way, the clip is mirrored left to right before the fit (the object faces the camera, so
+    # a mirrored clip moves its other side).
+    guide_mirror: bool = False
     guide_strength: float = 0.95
     guide_guidance_scale: float = 30.0
     guide_denoise_steps: int = 20

@@ -12,7 +12,7 @@ from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import load_prior
 from animus3d_worker.priors.scoring import prompt_preference
 from animus3d_worker.stages.guide import (FRONT_VIEW, SIDE_MARGIN, compared_frames, draw_guide_clips, fit_to_guide,
-                                          fitted_window, side_balance)
+                                          fitted_window, guide_motion, heading_travel, mirror_reason, side_balance)
 from animus3d_worker.stages.core import MotionProblem
 from helpers_problem import motion_problem
 
@@ -231,3 +231,63 @@ def test_a_named_side_draws_until_a_clip_moves_it_and_never_more_than_the_settin
             still = problem.render_clips(*problem.deform(problem.frames)[1], (FRONT_VIEW,))[0, 0]
         again = side_balance(draws.clips, still.float(), side)
         assert [round(float(b), 4) for b in again] == [round(b, 4) for b in draws.side_balances]
+
+
+def _sliding(still: torch.Tensor, step: int, frames: int = 6) -> torch.Tensor:
+    """``still`` shifted ``step`` more columns each frame (the background fills in behind)."""
+    clip = still.expand(frames, -1, -1, -1).clone()
+    for t in range(1, frames):
+        clip[t] = still[:, :1, :1].expand_as(still).clone()
+        shift = step * t
+        if shift >= 0:
+            clip[t, :, :, shift:] = still[:, :, :still.shape[-1] - shift]
+        else:
+            clip[t, :, :, :shift] = still[:, :, -shift:]
+    return clip
+
+
+def test_the_heading_travel_is_the_object_s_sideways_travel_as_a_share_of_its_width():
+    still = torch.full((3, 16, 32), 0.2)
+    still[:, 3:13, 11:19] = 0.9  # an object 8 columns wide
+    clips = torch.stack([_sliding(still, 1), _sliding(still, -1), still.expand(6, -1, -1, -1)])
+    travel = heading_travel(clips, still)
+    # frames 3..5 sit 3, 4, 5 columns over: 4 columns on average, half the object's width
+    torch.testing.assert_close(travel, torch.tensor([0.5, -0.5, 0.0]))
+    assert mirror_reason(clips[0], still, None, "left").startswith("it travels right, not left")
+    assert mirror_reason(clips[0], still, None, "right") is None
+    assert mirror_reason(clips[1], still, None, "right") is not None
+    assert mirror_reason(clips[2], still, None, "right") is None  # no travel: nothing to correct
+    assert mirror_reason(clips[0].flip(-1), still.flip(-1), None, "left") is None  # mirrored, it heads left
+
+
+def test_a_clip_that_moves_the_other_side_is_to_be_mirrored():
+    still = torch.zeros(3, 16, 16)
+    still[:, 2:14, 3:13] = 0.8
+    image_left = _clip_moving(still, slice(3, 6))  # the object's own right
+    assert mirror_reason(image_left, still, "right", None) is None
+    assert mirror_reason(image_left, still, "left", None).startswith("it moves the object's other side")
+    assert mirror_reason(image_left.flip(-1), still, "left", None) is None
+
+
+def test_guide_mirror_fits_the_mirrored_clip_only_when_the_kept_draw_heads_the_other_way(blob, monkeypatch):
+    from animus3d_worker.stages import guide as guide_stage
+
+    problem, settings = _problem(blob, guide_denoise_steps=2, guide_steps=2, guide_mirror=True)
+    prior = load_prior("tiny", device="cpu")
+    cond = encode_conditioning(prior, "the blob slides to the left", "the blob, standing still")
+    still = guide_stage.field_front_clip(problem)[0]
+    right = _sliding(still, 1, problem.frames)
+    fitted: list[torch.Tensor] = []
+    monkeypatch.setattr(guide_stage, "draw_guide_clips",
+                        lambda *a, **k: guide_stage.GuideDraws(right.unsqueeze(0), [], 0))
+    monkeypatch.setattr(guide_stage, "fit_to_guide",
+                        lambda problem, guide, *a, **k: (fitted.append(guide), guide_stage.GuideFit({}))[1])
+    messages: list[str] = []
+    events = JobEvents(on_progress=lambda p: messages.append(p.message))
+    left = guide_motion(prior, problem, cond, settings, events, heading="left")
+    assert left.mirrored and torch.equal(fitted[-1], right.flip(-1))
+    assert any(m.startswith("mirrored the guide clip: it travels right, not left") for m in messages)
+    assert not guide_motion(prior, problem, cond, settings, events, heading="right").mirrored
+    assert torch.equal(fitted[-1], right)
+    off = guide_motion(prior, problem, cond, settings.replace(guide_mirror=False), events, heading="left")
+    assert not off.mirrored and torch.equal(fitted[-1], right)

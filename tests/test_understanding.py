@@ -112,6 +112,18 @@ def test_a_prompt_only_near_a_learnt_motion_is_read_with_a_notice_that_says_so(l
     assert notice.startswith("unsure") and "read as the nearest, shrink" in notice
 
 
+@pytest.mark.parametrize("prompt, side, heading", [
+    ("the crate slides to the left", None, "left"),
+    ("the car moves right", None, "right"),
+    ("the robot waves its right arm", "right", None),
+    ("the dog jumps", None, None),
+    ("the clown juggles", None, None),  # not read: no direction
+])
+def test_a_reading_names_a_side_of_the_object_or_a_direction_never_both(learnt, prompt, side, heading):
+    result = understand(prompt, learnt)
+    assert (result.own_side, result.heading) == (side, heading), result.caption
+
+
 def test_the_read_threshold_is_at_most_the_understood_one(tmp_path):
     document = {"motions": {"spin": ["a {n} spinning"]}, "threshold": 0.5}
     assert LearntMotions.from_json(document).read_threshold == 0.45

@@ -185,12 +185,13 @@ class _JobRun:
         t0 = time.perf_counter()
         settings = self.settings
         side = self.understood.own_side if self.understood is not None else None  # "its left arm"
+        heading = self.understood.heading if self.understood is not None else None  # "to the left"
         # The guide draw's DDIM steps replay one CUDA graph of the UNet (captured at its first step).
         with self.prior.graphed() if settings.cuda_graphs else contextlib.nullcontext():
             guided = guide_motion(self.prior, self.problem, self.cond, settings,
                                   self.relay("guide", guide_draw_work(settings)),
                                   on_step=self.preview("guide", settings.frames), generator=self.generator,
-                                  side=side)
+                                  side=side, heading=heading)
         self.history.update(stage_history("guide", guided.losses))
         self.finish("guide", t0)
 

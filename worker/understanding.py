@@ -190,6 +190,16 @@ class Understanding:
         found = _OWN_SIDE.search(self.caption) if self.readable else None
         return found.group(1) if found else None
 
+    @property
+    def heading(self) -> str | None:
+        """"left" or "right" when the nearest learnt caption names a direction as the front camera sees
+        it ("sliding to the left", "gliding right"), not a side of the object; None otherwise or when
+        the prompt is not read."""
+        if not self.readable or self.own_side is not None:
+            return None
+        sides = _sides(self.caption)
+        return next(iter(sides)) if len(sides) == 1 else None
+
     def notice(self) -> str | None:
         if self.understood:
             return None

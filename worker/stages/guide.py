@@ -9,7 +9,8 @@ recognises"). Sampling many steps does say it: the still front render taken to a
 the clip back to still) and sampled back under the motion prompt with classifier-free guidance comes
 out as a clip of the object moving (of several draws, ``guide_draws``, the one the prior's motion
 prompt explains best against the static prompt; when the prompt names a side of the object, "its
-left arm", draws continue until one moves that side, ``guide_side_draws``). The field is fitted to
+left arm", draws continue until one moves that side, ``guide_side_draws``, and a clip that moves the
+other side, or travels the other way than a named direction, is mirrored, ``guide_mirror``). The field is fitted to
 that clip in pixel space from the front view, a few frames more every step (a motion grows out of
 the rest pose, so each new frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
 then continues from the fitted field when ``msd_steps > 0`` (``standard`` stops at the fit and refines).
@@ -69,6 +70,7 @@ class GuideOutcome:
     preferences: list[float] = field(default_factory=list)  # per draw (``guide_draws`` > 1), lower kept
     kept_draw: int = 0
     side_balances: list[float] = field(default_factory=list)  # per draw, when the prompt names a side
+    mirrored: bool = False  # the kept draw was mirrored before the fit (``guide_mirror``)
 
 
 @dataclass
@@ -89,6 +91,7 @@ class GuideDraws:
 
 
 SIDE_MARGIN = 0.2  # a clip moves a side when that side's share of the change exceeds the other's by this
+HEADING_MARGIN = 0.1  # a clip travels one way when its object's centre moves by this fraction of its width
 
 
 def side_balance(clips: torch.Tensor, still: torch.Tensor, side: str) -> torch.Tensor:
@@ -98,13 +101,49 @@ def side_balance(clips: torch.Tensor, still: torch.Tensor, side: str) -> torch.T
     column centroid of its difference from the corner pixel's colour, the background)."""
     width = still.shape[-1]
     columns = torch.arange(width, dtype=torch.float32, device=still.device)
-    ink = (still - still[:, :1, :1]).abs().sum(0).sum(0).float()  # [W]
+    ink = _ink(still, still)  # [W]
     centre = float((ink * columns).sum() / ink.sum()) if float(ink.sum()) > 0 else (width - 1) / 2
     change = (clips - clips[:, :1]).abs().sum(dim=(1, 2)).sum(1).float()  # [N, W]
     image_left = change[:, columns < centre].sum(-1)
     image_right = change[:, columns > centre].sum(-1)
     balance = (image_left - image_right) / (image_left + image_right).clamp_min(1e-8)
     return balance if side == "right" else -balance
+
+
+def _ink(frames: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
+    """Per frame of ``frames`` [..., 3, H, W], per column: how far it is from the background (the colour of
+    ``still``'s [3, H, W] top-left pixel), summed over channels and rows."""
+    return (frames - still[:, :1, :1]).abs().sum(dim=(-3, -2)).float()
+
+
+def heading_travel(clips: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
+    """Per clip of ``clips`` [N, T, 3, H, W]: how far the object's centre column travels to the image's
+    right (negative: left) over the second half of the clip, from the first frame, as a fraction of its
+    width in ``still`` [3, H, W] (columns whose difference from the background exceeds a tenth of the
+    largest)."""
+    width = still.shape[-1]
+    columns = torch.arange(width, dtype=torch.float32, device=clips.device)
+    ink = _ink(clips, still)  # [N, T, W]
+    centre = (ink * columns).sum(-1) / ink.sum(-1).clamp_min(1e-8)  # [N, T]
+    still_ink = _ink(still, still)
+    filled = torch.nonzero(still_ink > 0.1 * still_ink.max()).flatten() if float(still_ink.max()) > 0 else None
+    extent = float(filled[-1] - filled[0] + 1) if filled is not None and len(filled) else float(width)
+    late = centre[:, centre.shape[1] // 2:]
+    return (late - centre[:, :1]).mean(-1) / extent
+
+
+def mirror_reason(clip: torch.Tensor, still: torch.Tensor, side: str | None, heading: str | None) -> str | None:
+    """Why the guide ``clip`` [T, 3, H, W] should be mirrored before the fit, or None: it moves the other
+    side of the object than ``side``, or travels the other way than ``heading`` (image directions)."""
+    if side is not None:
+        balance = float(side_balance(clip.unsqueeze(0), still, side)[0])
+        if balance < -SIDE_MARGIN:
+            return f"it moves the object's other side than its {side} (balance {balance:+.2f})"
+    if heading is not None:
+        travel = float(heading_travel(clip.unsqueeze(0), still)[0])
+        if (travel if heading == "right" else -travel) < -HEADING_MARGIN:
+            return f"it travels {'left' if travel < 0 else 'right'}, not {heading} ({travel:+.2f} of its width)"
+    return None
 
 
 def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings,
@@ -138,7 +177,7 @@ def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings
             clips.append(prior.decode_latents(sampled).float())
             if side is None:
                 break
-            balances += [float(b) for b in side_balance(clips[-1], still[0], side)]
+            balances += [float(b) for b in side_balance(clips[-1], still[0, 0], side)]
             if max(balances) > SIDE_MARGIN:
                 break
         candidates = [i for i, b in enumerate(balances) if b > SIDE_MARGIN]
@@ -247,8 +286,11 @@ def guide_error(problem: MotionProblem, guide: torch.Tensor, settings: JobSettin
 
 
 def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: JobSettings, events: JobEvents,
-                 on_step=None, generator: torch.Generator | None = None, side: str | None = None) -> GuideOutcome:
-    """Draws the guide clip(s), keeps one and fits the field to it (``side``: see ``draw_guide_clips``)."""
+                 on_step=None, generator: torch.Generator | None = None, side: str | None = None,
+                 heading: str | None = None) -> GuideOutcome:
+    """Draws the guide clip(s), keeps one and fits the field to it (``side``: see ``draw_guide_clips``;
+    with ``guide_mirror``, the kept clip is mirrored when it moves the other side than ``side`` or
+    travels the other way than ``heading``, "left" or "right" as the front camera sees it)."""
     draws = draw_guide_clips(prior, problem, cond, settings, generator, side)
     if draws.side_balances:
         found = "moves" if draws.side_found else "comes closest to moving"
@@ -262,6 +304,12 @@ def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: Jo
                                  message=f"kept guide draw {draws.kept + 1} of {len(draws.preferences)} "
                                          f"(motion-vs-still preference {ranked})"))
     guide = draws.kept_clip
+    mirrored = False
+    if settings.guide_mirror and (side is not None or heading is not None):
+        reason = mirror_reason(guide, field_front_clip(problem)[0], side, heading)
+        if reason is not None:
+            guide, mirrored = guide.flip(-1), True
+            events.progress(Progress("guide", 0, settings.guide_steps, message=f"mirrored the guide clip: {reason}"))
     fit = fit_to_guide(problem, guide, settings, events, on_step)
     return GuideOutcome(clip=guide, losses=fit.losses, turn=fit.turn, preferences=draws.preferences,
-                        kept_draw=draws.kept, side_balances=draws.side_balances)
+                        kept_draw=draws.kept, side_balances=draws.side_balances, mirrored=mirrored)
