@@ -265,7 +265,7 @@ def test_a_clip_that_moves_the_other_side_is_to_be_mirrored():
     still[:, 2:14, 3:13] = 0.8
     image_left = _clip_moving(still, slice(3, 6))  # the object's own right
     assert mirror_reason(image_left, still, "right", None) is None
-    assert mirror_reason(image_left, still, "left", None).startswith("it moves the object's other side")
+    assert mirror_reason(image_left, still, "left", None).startswith("it moves the object's right side, not its left")
     assert mirror_reason(image_left.flip(-1), still, "left", None) is None
 
 

@@ -138,7 +138,8 @@ def mirror_reason(clip: torch.Tensor, still: torch.Tensor, side: str | None, hea
     if side is not None:
         balance = float(side_balance(clip.unsqueeze(0), still, side)[0])
         if balance < -SIDE_MARGIN:
-            return f"it moves the object's other side than its {side} (balance {balance:+.2f})"
+            other = "left" if side == "right" else "right"
+            return f"it moves the object's {other} side, not its {side} (balance {balance:+.2f})"
     if heading is not None:
         travel = float(heading_travel(clip.unsqueeze(0), still)[0])
         if (travel if heading == "right" else -travel) < -HEADING_MARGIN:
