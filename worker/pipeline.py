@@ -160,7 +160,7 @@ class _JobRun:
         lo, hi = tensors.bbox
         cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
                                elevation_deg=settings.camera_elevation_deg, device=self.dev)
-        self.understood, self.warnings = understanding.prompt_report(self.prompt, self.prior)
+        self.understood, self.warnings = understanding.prompt_report(self.prompt, self.prior, settings.read_prompt)
         for notice in self.warnings:
             self.events.progress(Progress("load", 0, 1, message=notice))
         reading = self.understood.reading if self.understood is not None and settings.read_prompt else None
@@ -170,7 +170,8 @@ class _JobRun:
         # A prompt read as standing still leaves the object as it is: no clip to draw, no field to fit.
         self.stays_still = reading is not None and self.understood.stays_still
         if self.stays_still:
-            self.events.progress(Progress("load", 0, 1, message="the object stays still: nothing to animate"))
+            self.events.progress(Progress("load", 0, 1, message=f"read as standing still ({reading!r}): the object "
+                                          f"is left unmoved (--set read_prompt=false animates the words as typed)"))
         self.cond = encode_conditioning(self.prior, self.motion_prompt, self.static_prompt)
         self.problem = MotionProblem.build(tensors, cameras, settings)
         self.preview_index = None

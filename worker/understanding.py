@@ -47,6 +47,10 @@ NEAREST_SHOWN = 3
 _DETERMINERS = {"a", "an", "the", "this", "that", "my", "your", "our", "his", "her", "its", "their", "one", "some"}
 _WORD = re.compile(r"[a-z']+")
 _OWN_SIDE = re.compile(r"\b(?:its|the|his|her|their) (left|right) [a-z{]")
+# Captions whose left or right is a way of turning rather than of travelling ("spins to the left",
+# "turns to the left", "looks to the left").
+_TURNING = {"turn", "turns", "turning", "spin", "spins", "spinning", "rotate", "rotates", "rotating", "look",
+            "looks", "looking", "face", "faces", "facing"}
 
 
 class LearntMotionsError(ValueError):
@@ -192,19 +196,21 @@ class Understanding:
 
     @property
     def heading(self) -> str | None:
-        """"left" or "right" when the nearest learnt caption names a direction as the front camera sees
-        it ("sliding to the left", "gliding right"), not a side of the object; None otherwise or when
-        the prompt is not read."""
-        if not self.readable or self.own_side is not None:
+        """"left" or "right" when the nearest learnt caption names a direction of travel as the front
+        camera sees it ("sliding to the left", "gliding right"), not a side of the object or a way of
+        turning ("spins to the left"); None otherwise or when the prompt is not read."""
+        if not self.readable or self.own_side is not None or set(_WORD.findall(self.caption)) & _TURNING:
             return None
         sides = _sides(self.caption)
         return next(iter(sides)) if len(sides) == 1 else None
 
-    def notice(self) -> str | None:
+    def notice(self, read: bool = True) -> str | None:
+        """The notice for the artist, or None when the prompt is understood; ``read``: whether the job
+        conditions the prior on the reading (setting ``read_prompt``)."""
         if self.understood:
             return None
         names = ", ".join(f"{label} ({sim:.2f})" for label, sim in self.nearest[:NEAREST_SHOWN])
-        if self.readable and self.caption:
+        if read and self.readable and self.caption:
             return (f"unsure: {self.phrase!r} is only near the motions this prior learnt (best similarity "
                     f"{self.nearest[0][1]:.2f} < {self.threshold:.2f}), so it is read as the nearest, "
                     f"{self.nearest[0][0]}; the nearest are {names}. If that is not what you asked for, "
@@ -274,8 +280,9 @@ def result_warning(understanding: Understanding | None, splat: GaussianSplat, an
             f"{100 * size:.2f} % of the object's size; try more steps (--set msd_steps=...) or another seed")
 
 
-def prompt_report(prompt: str, prior) -> tuple[Understanding | None, list[str]]:
-    """The pipeline's hook before optimisation: (understanding or None, notices)."""
+def prompt_report(prompt: str, prior, read: bool = True) -> tuple[Understanding | None, list[str]]:
+    """The pipeline's hook before optimisation: (understanding or None, notices); ``read``: whether the
+    job conditions the prior on the reading."""
     folder = getattr(prior, "folder", None)
     learnt = LearntMotions.read(folder) if folder is not None else None
     if learnt is None:
@@ -286,5 +293,5 @@ def prompt_report(prompt: str, prior) -> tuple[Understanding | None, list[str]]:
         result = understand(prompt, learnt)
     except EncoderMissing as exc:  # the job runs; only the check of the prompt is lost
         return None, [f"prompt not checked: {exc}"]
-    notice = result.notice()
+    notice = result.notice(read)
     return result, ([notice] if notice else [])

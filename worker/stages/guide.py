@@ -10,7 +10,8 @@ the clip back to still) and sampled back under the motion prompt with classifier
 out as a clip of the object moving (of several draws, ``guide_draws``, the one the prior's motion
 prompt explains best against the static prompt; when the prompt names a side of the object, "its
 left arm", draws continue until one moves that side, ``guide_side_draws``, and a clip that moves the
-other side, or travels the other way than a named direction, is mirrored, ``guide_mirror``). The field is fitted to
+other side, or travels the other way than a named direction, has its motion mirrored,
+``guide_mirror``). The field is fitted to
 that clip in pixel space from the front view, a few frames more every step (a motion grows out of
 the rest pose, so each new frame starts next to the last fitted one), under the same ARAP and TV-3D regularisers as MSD, which
 then continues from the fitted field when ``msd_steps > 0`` (``standard`` stops at the fit and refines).
@@ -80,6 +81,7 @@ class GuideDraws:
     kept: int  # the index of the clip the field is fitted to
     side: str | None = None  # the side of the object the prompt names ("left", "right"), if any
     side_balances: list[float] = field(default_factory=list)  # per clip: how much it moves that side, in [-1, 1]
+    still: torch.Tensor | None = None  # [3, H, W] the still object's front render the clips start from
 
     @property
     def kept_clip(self) -> torch.Tensor:
@@ -120,16 +122,32 @@ def heading_travel(clips: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
     """Per clip of ``clips`` [N, T, 3, H, W]: how far the object's centre column travels to the image's
     right (negative: left) over the second half of the clip, from the first frame, as a fraction of its
     width in ``still`` [3, H, W] (columns whose difference from the background exceeds a tenth of the
-    largest)."""
+    largest). Frames with almost nothing but background are left out; 0 when none is left or the still
+    shows no object."""
     width = still.shape[-1]
     columns = torch.arange(width, dtype=torch.float32, device=clips.device)
-    ink = _ink(clips, still)  # [N, T, W]
-    centre = (ink * columns).sum(-1) / ink.sum(-1).clamp_min(1e-8)  # [N, T]
     still_ink = _ink(still, still)
-    filled = torch.nonzero(still_ink > 0.1 * still_ink.max()).flatten() if float(still_ink.max()) > 0 else None
-    extent = float(filled[-1] - filled[0] + 1) if filled is not None and len(filled) else float(width)
-    late = centre[:, centre.shape[1] // 2:]
-    return (late - centre[:, :1]).mean(-1) / extent
+    if float(still_ink.max()) <= 0:
+        return torch.zeros(clips.shape[0])
+    filled = torch.nonzero(still_ink > 0.1 * still_ink.max()).flatten()
+    extent = float(filled[-1] - filled[0] + 1)
+    ink = _ink(clips, still)  # [N, T, W]
+    mass = ink.sum(-1)  # [N, T]
+    centre = (ink * columns).sum(-1) / mass.clamp_min(1e-8)
+    seen = mass > 0.1 * float(still_ink.sum())  # frames that still show most of an object
+    late = seen[:, 1:].clone()
+    late[:, :(centre.shape[1] - 1) // 2] = False  # the second half of the clip
+    late &= seen[:, :1]
+    moved = ((centre[:, 1:] - centre[:, :1]) * late).sum(-1) / late.sum(-1).clamp_min(1)
+    return moved / extent
+
+
+def mirrored_motion(clip: torch.Tensor) -> torch.Tensor:
+    """``clip`` [T, 3, H, W] with its change from the first frame mirrored left to right and laid over
+    the first frame: the object keeps its own look (a lopsided object stays as it is where nothing
+    moves) while what moved on one side moves on the other."""
+    change = clip - clip[:1]
+    return (clip[:1] + change.flip(-1)).clamp(0.0, 1.0)
 
 
 def mirror_reason(clip: torch.Tensor, still: torch.Tensor, side: str | None, heading: str | None) -> str | None:
@@ -186,7 +204,7 @@ def draw_guide_clips(prior, problem: MotionProblem, cond: Conditioning, settings
             candidates = [max(range(len(balances)), key=balances.__getitem__)]
         candidates = candidates or list(range(sum(c.shape[0] for c in clips)))
         kept = min(candidates, key=preferences.__getitem__) if preferences else candidates[0]
-        return GuideDraws(torch.cat(clips), preferences, kept, side, balances)
+        return GuideDraws(torch.cat(clips), preferences, kept, side, balances, still[0, 0].float())
 
 
 def _draw_round(prior, latents: torch.Tensor, cond: Conditioning, settings: JobSettings, t_start: int,
@@ -307,9 +325,9 @@ def guide_motion(prior, problem: MotionProblem, cond: Conditioning, settings: Jo
     guide = draws.kept_clip
     mirrored = False
     if settings.guide_mirror and (side is not None or heading is not None):
-        reason = mirror_reason(guide, field_front_clip(problem)[0], side, heading)
+        reason = mirror_reason(guide, draws.still, side, heading)
         if reason is not None:
-            guide, mirrored = guide.flip(-1), True
+            guide, mirrored = mirrored_motion(guide), True
             events.progress(Progress("guide", 0, settings.guide_steps, message=f"mirrored the guide clip: {reason}"))
     fit = fit_to_guide(problem, guide, settings, events, on_step)
     return GuideOutcome(clip=guide, losses=fit.losses, turn=fit.turn, preferences=draws.preferences,
