@@ -92,8 +92,9 @@ class JobSettings:
     guide_side_draws: int = 1
     # The prior hardly tells left from right; when the reading names a side of the object or a
     # direction of travel ("to the left") and the kept guide clip moves the other side or travels the
-    # other way, the clip is mirrored left to right before the fit (the object faces the camera, so
-    # a mirrored clip moves its other side).
+    # other way, the clip's motion is mirrored left to right before the fit (the object faces the
+    # camera, so the mirrored motion moves its other side). On in draft, standard and high
+    # (docs/prior.md, "Sides").
     guide_mirror: bool = False
     guide_strength: float = 0.95
     guide_guidance_scale: float = 30.0
@@ -289,11 +290,12 @@ _RANGES: dict[str, tuple[float, float]] = {
 # Presets are overrides of the dataclass defaults, which are the paper's settings ("paper"). Each sets
 # only settings that the stages it runs read (tests/test_presets.py checks this).
 # draft < standard < high: the shipped method (generate, then fit), differing in budget. The prior draws
-# the still object moving as prompted (anchored guide clip), a turn is searched for, the field is fitted
-# to the clip (colour-matched, ARAP up to a uniform scale) and refined; no MSD, so no LoRA.
+# the still object moving as prompted (anchored guide clip, its motion mirrored when it goes the other
+# way than the prompt's side or direction), a turn is searched for, the field is fitted to the clip
+# (colour-matched, ARAP up to a uniform scale) and refined; no MSD, so no LoRA.
 _GENERATE_THEN_FIT = dict(
     msd_steps=0, field_resolution=16, field_levels=1, arap_uniform_scale=True, fit_colour_match=True,
-    global_motion=True, guide_yaw_search=True, preview_every=25,
+    global_motion=True, guide_yaw_search=True, guide_mirror=True, preview_every=25,
 )
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU with the tiny prior: for tests and smoke runs through the real code path (the
