@@ -83,6 +83,7 @@ def test_nonsense_and_unlearnt_motions_get_the_notice_with_the_nearest_motions(l
     ("the red kettle rotates in place quickly", "red kettle", "spin", "quickly"),
     ("make the dog nod its head", "dog", "nod", ""),
     ("the tree sways slowly", "tree", "sway", ""),  # "slowly" is not a word sway's captions learnt
+    ("the teddy bear is walking", "teddy bear", "walk", ""),  # the auxiliary starts the motion phrase
 ])
 def test_an_understood_prompt_reads_as_a_learnt_caption_with_its_own_subject_and_speed(
         learnt, prompt, subject, label, modifier):

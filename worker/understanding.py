@@ -129,8 +129,11 @@ def _subject_and_phrase(text: str) -> tuple[str, str]:
     return subject, " ".join(words)
 
 
+_AUXILIARIES = {"is", "are", "was", "were", "be", "keeps"}  # "the teddy bear is walking": the phrase starts here
+
+
 def _verb_like(word: str) -> bool:
-    return (word.endswith("ing") and len(word) > 4) or (word.endswith("ed") and len(word) > 4) or \
+    return word in _AUXILIARIES or (word.endswith("ing") and len(word) > 4) or (word.endswith("ed") and len(word) > 4) or \
         (word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 2)
 
 
