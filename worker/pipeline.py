@@ -156,10 +156,6 @@ class _JobRun:
         self.events.progress(Progress("load", 0, 1, message=f"loading {self.models.motion_prior} on {self.dev}"))
         self.prior = self.priors.get(self.models.motion_prior, self.dev, self.dtype)
         self.settings = settings = fit_resolution_to_prior(self.settings, self.prior, self.events)
-        tensors = SplatTensors.from_splat(self.splat, self.dev)
-        lo, hi = tensors.bbox
-        cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
-                               elevation_deg=settings.camera_elevation_deg, device=self.dev)
         self.understood, self.warnings = understanding.prompt_report(self.prompt, self.prior, settings.read_prompt)
         for notice in self.warnings:
             self.events.progress(Progress("load", 0, 1, message=notice))
@@ -167,17 +163,23 @@ class _JobRun:
         if reading is not None:
             self.motion_prompt = reading
             self.events.progress(Progress("load", 0, 1, message=f"read as: {reading!r}"))
-        # A prompt read as standing still leaves the object as it is: no clip to draw, no field to fit.
+        # A prompt read as standing still leaves the object as it is: no clip to draw, no field to fit,
+        # so no conditioning, cameras or motion problem either.
         self.stays_still = reading is not None and self.understood.stays_still
+        self.preview_index = None
         if self.stays_still:
             self.events.progress(Progress("load", 0, 1, message=f"read as standing still ({reading!r}): the object "
                                           f"is left unmoved (--set read_prompt=false animates the words as typed)"))
-        self.cond = encode_conditioning(self.prior, self.motion_prompt, self.static_prompt)
-        self.problem = MotionProblem.build(tensors, cameras, settings)
-        self.preview_index = None
-        if self.splat.count > settings.preview_max_gaussians:
-            self.preview_index = np.sort(np.random.default_rng(self.seed).choice(
-                self.splat.count, settings.preview_max_gaussians, replace=False))
+        else:
+            tensors = SplatTensors.from_splat(self.splat, self.dev)
+            lo, hi = tensors.bbox
+            cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
+                                   elevation_deg=settings.camera_elevation_deg, device=self.dev)
+            self.cond = encode_conditioning(self.prior, self.motion_prompt, self.static_prompt)
+            self.problem = MotionProblem.build(tensors, cameras, settings)
+            if self.splat.count > settings.preview_max_gaussians:
+                self.preview_index = np.sort(np.random.default_rng(self.seed).choice(
+                    self.splat.count, settings.preview_max_gaussians, replace=False))
         self.timings["load"] = time.perf_counter() - t0
         self.events.progress(Progress("load", 1, 1))
         self.events.check_cancelled()

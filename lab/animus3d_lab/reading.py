@@ -15,11 +15,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from animus3d_worker.priors.loading import EMBEDDED_FOLDER
 from animus3d_worker.understanding import LearntMotions, understand
 
-from .heldout import REPO
-
-EMBEDDED_PRIOR = REPO / "worker" / "assets" / "prior"
 THRESHOLDS = (0.35, 0.40, 0.45, 0.50, 0.55)
 
 
@@ -36,7 +34,7 @@ class Reading:
         return self.nearest == self.expected
 
 
-def read_suite(suite: str | Path, prior: str | Path = EMBEDDED_PRIOR) -> list[Reading]:
+def read_suite(suite: str | Path, prior: str | Path = EMBEDDED_FOLDER) -> list[Reading]:
     learnt = LearntMotions.read(prior)
     if learnt is None:
         raise SystemExit(f"{prior} lists no learnt motions")
@@ -60,7 +58,7 @@ def threshold_table(readings: list[Reading], thresholds=THRESHOLDS) -> list[tupl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite")
-    parser.add_argument("--prior", default=str(EMBEDDED_PRIOR))
+    parser.add_argument("--prior", default=str(EMBEDDED_FOLDER))
     parser.add_argument("--list", action="store_true", help="print every prompt with its nearest motion")
     args = parser.parse_args(argv)
     readings = read_suite(args.suite, args.prior)
