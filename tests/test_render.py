@@ -327,3 +327,32 @@ def test_character_scale_scene_renders_fast_enough_on_cpu():
         assert images.shape == (frames, 1, resolution, resolution, 3)
         assert 0.05 < alphas.mean() < 0.9
         assert torch.isfinite(means.grad).all() and means.grad.abs().sum() > 0
+
+
+def test_a_subset_keeps_order_and_grows_to_cover_the_frame():
+    import math
+
+    from animus3d_shared.samples import make_character
+    from animus3d_worker.render import make_cameras, render
+    from animus3d_worker.splat_tensors import SplatTensors
+
+    whole = SplatTensors.from_splat(make_character(seed=0, count=6000), "cpu")
+    part = whole.subset(1000, seed=4)
+    assert part.count == 1000 and whole.subset(6000) is whole and whole.subset(0) is whole
+    index = torch.cdist(part.means, whole.means).argmin(dim=1)
+    assert bool((index[1:] > index[:-1]).all()), "the subset keeps the splat's order"
+    torch.testing.assert_close(part.log_scales, whole.log_scales[index] + 0.5 * math.log(6.0))
+    assert torch.equal(part.colors, whole.colors[index]) and torch.equal(part.subset(1000, seed=4).means, part.means)
+    lo, hi = whole.bbox
+    cams = make_cameras(lo, hi, resolution=48, orbit_views=0, device="cpu")
+
+    def image(s, grow=0.0):
+        return render(s.means[None], s.quats[None], torch.exp(s.log_scales + grow)[None], s.opacities, s.colors, cams)[0]
+
+    def psnr(a, b):
+        return -10 * math.log10(float(((a - b) ** 2).mean()))
+
+    full = image(whole)
+    # Grown, the sixth of the splat draws the frame far closer to the whole splat than left as it was.
+    assert psnr(image(part), full) > 26.0
+    assert psnr(image(part), full) > psnr(image(part, grow=-0.5 * math.log(6.0)), full) + 3.0

@@ -87,9 +87,12 @@ def encode_conditioning(prior, prompt: str, static_prompt: str) -> Conditioning:
 
 
 def field_animation(problem: MotionProblem, frames: int, fps: float, indices: np.ndarray | None = None) -> Animation:
-    """Evaluates the motion field at ``frames`` evenly spaced times → an Animation (numpy)."""
+    """Evaluates the motion field on every Gaussian of the job (or those of ``indices``) at ``frames``
+    evenly spaced times → an Animation (numpy)."""
     with torch.no_grad():
-        means = problem.splat.means if indices is None else problem.splat.means[torch.as_tensor(indices, device=problem.splat.means.device)]
+        means = problem.rest_means
+        if indices is not None:
+            means = means[torch.as_tensor(indices, device=means.device)]
         times = torch.linspace(0.0, 1.0, frames, device=means.device)
         dpos, dquat, dlogscale = problem.field(means, times)
     to_np = lambda t: np.ascontiguousarray(t.detach().float().cpu().numpy(), dtype=np.float32)  # noqa: E731
@@ -176,7 +179,7 @@ class _JobRun:
             cameras = make_cameras(lo, hi, resolution=settings.resolution, orbit_views=settings.orbit_views,
                                    elevation_deg=settings.camera_elevation_deg, device=self.dev)
             self.cond = encode_conditioning(self.prior, self.motion_prompt, self.static_prompt)
-            self.problem = MotionProblem.build(tensors, cameras, settings)
+            self.problem = MotionProblem.build(tensors, cameras, settings, self.seed)
             if self.splat.count > settings.preview_max_gaussians:
                 self.preview_index = np.sort(np.random.default_rng(self.seed).choice(
                     self.splat.count, settings.preview_max_gaussians, replace=False))

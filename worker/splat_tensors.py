@@ -33,6 +33,19 @@ class SplatTensors:
             colors=t(splat.colors),
         )
 
+    def subset(self, count: int, seed: int = 0) -> "SplatTensors":
+        """``count`` of the Gaussians drawn at random (seeded, in their original order), each grown by
+        √(N/count) on every axis so that the fewer, larger splats cover the image about as the whole
+        splat does (a surface's cover goes with count × footprint area). The whole splat when it has
+        no more than ``count``."""
+        if count <= 0 or count >= self.count:
+            return self
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.randperm(self.count, generator=generator)[:count].sort().values.to(self.means.device)
+        grow = 0.5 * float(np.log(self.count / count))
+        return SplatTensors(self.means[index], self.quats[index], self.log_scales[index] + grow,
+                            self.opacities[index], self.colors[index])
+
     @property
     def count(self) -> int:
         return int(self.means.shape[0])

@@ -32,22 +32,26 @@ class Conditioning:
 
 @dataclass
 class MotionProblem:
-    """What the optimiser works on: the splat, its cameras and the motion field."""
+    """What the optimiser works on: the splat the fits render (all of the job's Gaussians, or at most
+    ``fit_max_gaussians`` of them), its cameras and the motion field, which spans the whole splat's
+    bounding box and moves every Gaussian of ``rest_means``."""
 
     splat: SplatTensors
     cameras: Cameras
     field: MotionField
-    graph: object  # knn graph of the rest positions
+    graph: object  # knn graph of the fitted Gaussians' rest positions
     frames: int
+    rest_means: torch.Tensor  # [N, 3] every Gaussian of the job, where the result evaluates the field
 
     @classmethod
-    def build(cls, splat: SplatTensors, cameras: Cameras, settings: JobSettings) -> "MotionProblem":
+    def build(cls, splat: SplatTensors, cameras: Cameras, settings: JobSettings, seed: int = 0) -> "MotionProblem":
         lo, hi = splat.bbox
         motion_field = MotionField(lo, hi, resolution=settings.field_resolution, levels=settings.field_levels,
                                    time_resolution=max(4, settings.frames),
                                    global_motion=settings.global_motion).to(splat.means.device)
-        graph = knn_graph(splat.means, k=min(settings.arap_neighbours, max(1, splat.count - 1)))
-        return cls(splat, cameras, motion_field, graph, settings.frames)
+        fitted = splat.subset(settings.fit_max_gaussians, seed)
+        graph = knn_graph(fitted.means, k=min(settings.arap_neighbours, max(1, fitted.count - 1)))
+        return cls(fitted, cameras, motion_field, graph, settings.frames, splat.means)
 
     def optimiser(self, lr: float, global_lr: float) -> torch.optim.Optimizer:
         """Adam over the field: the local field at ``lr``, the global motion (if any) at ``global_lr``."""
