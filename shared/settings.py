@@ -69,11 +69,12 @@ class JobSettings:
     # sizes), so a part drawn far from where the object has it still pulls on the field (0: full size
     # only, every preset: docs/prior.md, "Sides").
     fit_coarse_levels: int = 0
-    # Every fit (guide, MSD, refinement) renders at most this many of the splat's Gaussians, drawn at
-    # random (seeded by the job) and each grown by √(N/n) so they cover the frame as the whole splat
-    # does; the result still moves every Gaussian, since the field is a function of position (0: all).
-    # A CPU renderer's cost grows with the Gaussians; at 64² a few thousand draw the object.
-    fit_max_gaussians: int = 0
+    # Every fit (guide, MSD, refinement) renders at most this many Gaussians per pixel of its frame
+    # (× resolution²), drawn at random (seeded by the job) and each grown by √(N/n) so they cover the
+    # frame as the whole splat does; the result still moves every Gaussian, since the field is a
+    # function of position (0: all). At one per pixel a subset draws the frame within about 32 dB of
+    # the whole splat, and a renderer's cost grows with the Gaussians (docs/benchmarks.md).
+    fit_gaussians_per_pixel: float = 0.0
     # ---- Guide stage (generate, then fit: the shipped method) ----------------------------------
     # The prior draws a guide clip from the still front render (noised to `guide_strength`, then
     # sampled under the motion prompt in `guide_denoise_steps` DDIM steps) and the field is fitted to
@@ -264,7 +265,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "guide_draws": (1, 64),
     "guide_side_draws": (1, 64),
     "fit_coarse_levels": (0, 8),
-    "fit_max_gaussians": (0, 10_000_000),
+    "fit_gaussians_per_pixel": (0.0, 1000.0),
     "guide_strength": (0.01, 0.99),
     "guide_guidance_scale": (0.0, 100.0),
     "guide_denoise_steps": (1, 200),
@@ -301,6 +302,7 @@ _RANGES: dict[str, tuple[float, float]] = {
 # (colour-matched, ARAP up to a uniform scale) and refined; no MSD, so no LoRA.
 _GENERATE_THEN_FIT = dict(
     msd_steps=0, field_resolution=16, field_levels=1, arap_uniform_scale=True, fit_colour_match=True,
+    fit_gaussians_per_pixel=1.0,
     global_motion=True, guide_yaw_search=True, guide_mirror=True, preview_every=25,
 )
 PRESETS: dict[str, dict[str, Any]] = {

@@ -158,10 +158,25 @@ def test_the_static_prior_lora_never_touches_the_cached_prior(blob, tmp_path):
 
 
 def test_a_fit_on_fewer_gaussians_still_moves_every_gaussian(blob, priors, tmp_path):
-    result, previews, _ = run(blob, priors, tmp_path, refine_steps=2, msd_lr=5e-2, fit_max_gaussians=300)
+    result, previews, _ = run(blob, priors, tmp_path, refine_steps=2, msd_lr=5e-2, fit_gaussians_per_pixel=0.3)
     anim = result.animation
     assert anim.num_gaussians == blob.count and previews[-1][0].num_gaussians == blob.count
     moved = np.linalg.norm(anim.delta_position[-1], axis=-1)
-    # 300 of 1500 were rendered in the fits; the field moves the other 1200 too (it is a function of
+    assert result.settings["resolution"] == 32  # 0.3 per pixel: 307 of the 1500 Gaussians
+    # 307 of 1500 were rendered in the fits; the field moves the others too (it is a function of
     # position), and about as much as the fitted ones.
     assert (moved > 1e-6).mean() > 0.95
+
+
+def test_the_artist_presets_fit_on_one_gaussian_per_pixel():
+    from animus3d_shared.samples import make_test_blob
+    from animus3d_worker.render import make_cameras
+    from animus3d_worker.splat_tensors import SplatTensors
+    from animus3d_worker.stages.core import MotionProblem
+
+    tensors = SplatTensors.from_splat(make_test_blob(seed=1, count=5000), "cpu")
+    cameras = make_cameras(*tensors.bbox, resolution=64, orbit_views=0, device="cpu")
+    for preset, fitted, more in (("standard", 4096, {}), ("draft", 4096, {}), ("msd", 5000, {}),
+                                 ("standard", 64, {"fit_gaussians_per_pixel": 1e-6})):
+        problem = MotionProblem.build(tensors, cameras, JobSettings.from_preset(preset, resolution=64, **more))
+        assert problem.splat.count == fitted and problem.rest_means.shape[0] == 5000, preset

@@ -377,7 +377,8 @@ def run_bench(device: str = "cuda", presets: tuple[str, ...] = DEFAULT_PRESETS, 
                 row.update(whole_job(prior, splat, settings, dev))
             rows[preset] = row
             if reference:
-                ref = settings.replace(cuda_graphs=False, batched_scores=False)
+                # A direct implementation: fp32, eager, and every Gaussian rendered in every fit.
+                ref = settings.replace(cuda_graphs=False, batched_scores=False, fit_gaussians_per_pixel=0.0)
                 with _prior_dtype(prior, torch.float32):
                     ref_row = measure_generate_fit(prior, splat, ref, dev, fit_steps=fit_steps, refine_steps=refine_steps)
                     if whole_jobs:

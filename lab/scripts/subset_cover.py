@@ -2,7 +2,7 @@
 
     python lab/scripts/subset_cover.py        # PSNR against the whole splat, and seconds per render
 
-The `fit_max_gaussians` setting renders such a subset in every fit, each Gaussian grown by √(N/n).
+The `fit_gaussians_per_pixel` setting renders such a subset in every fit, each Gaussian grown by √(N/n).
 """
 
 import math

@@ -30,11 +30,21 @@ class Conditioning:
     static: torch.Tensor  # [1, 77, D]
 
 
+MIN_FITTED = 64  # the fewest Gaussians a subset keeps, however few pixels the setting asks for
+
+
+def fitted_count(settings: JobSettings) -> int:
+    """How many Gaussians the fits render at most (0: all of them)."""
+    if settings.fit_gaussians_per_pixel <= 0:
+        return 0
+    return max(MIN_FITTED, int(round(settings.fit_gaussians_per_pixel * settings.resolution ** 2)))
+
+
 @dataclass
 class MotionProblem:
     """What the optimiser works on: the splat the fits render (all of the job's Gaussians, or at most
-    ``fit_max_gaussians`` of them), its cameras and the motion field, which spans the whole splat's
-    bounding box and moves every Gaussian of ``rest_means``."""
+    ``fitted_count`` of them), its cameras and the motion field, which spans the whole splat's bounding
+    box and moves every Gaussian of ``rest_means``."""
 
     splat: SplatTensors
     cameras: Cameras
@@ -49,7 +59,7 @@ class MotionProblem:
         motion_field = MotionField(lo, hi, resolution=settings.field_resolution, levels=settings.field_levels,
                                    time_resolution=max(4, settings.frames),
                                    global_motion=settings.global_motion).to(splat.means.device)
-        fitted = splat.subset(settings.fit_max_gaussians, seed)
+        fitted = splat.subset(fitted_count(settings), seed)
         graph = knn_graph(fitted.means, k=min(settings.arap_neighbours, max(1, fitted.count - 1)))
         return cls(fitted, cameras, motion_field, graph, settings.frames, splat.means)
 
