@@ -103,8 +103,8 @@ def side_balance(clips: torch.Tensor, still: torch.Tensor, side: str) -> torch.T
     column centroid of its difference from the corner pixel's colour, the background)."""
     width = still.shape[-1]
     columns = torch.arange(width, dtype=torch.float32, device=still.device)
-    ink = _ink(still, still)  # [W]
-    centre = float((ink * columns).sum() / ink.sum()) if float(ink.sum()) > 0 else (width - 1) / 2
+    centre, mass = _ink_centre(_ink(still, still))
+    centre = float(centre) if float(mass) > 0 else (width - 1) / 2
     change = (clips - clips[:, :1]).abs().sum(dim=(1, 2)).sum(1).float()  # [N, W]
     image_left = change[:, columns < centre].sum(-1)
     image_right = change[:, columns > centre].sum(-1)
@@ -118,22 +118,25 @@ def _ink(frames: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
     return (frames - still[:, :1, :1]).abs().sum(dim=(-3, -2)).float()
 
 
+def _ink_centre(ink: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centre column of ``ink`` [..., W] (its centroid; 0 where there is none) and its mass [...]."""
+    columns = torch.arange(ink.shape[-1], dtype=torch.float32, device=ink.device)
+    mass = ink.sum(-1)
+    return (ink * columns).sum(-1) / mass.clamp_min(1e-8), mass
+
+
 def heading_travel(clips: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
     """Per clip of ``clips`` [N, T, 3, H, W]: how far the object's centre column travels to the image's
     right (negative: left) over the second half of the clip, from the first frame, as a fraction of its
     width in ``still`` [3, H, W] (columns whose difference from the background exceeds a tenth of the
     largest). Frames with almost nothing but background are left out; 0 when none is left or the still
     shows no object."""
-    width = still.shape[-1]
-    columns = torch.arange(width, dtype=torch.float32, device=clips.device)
     still_ink = _ink(still, still)
     if float(still_ink.max()) <= 0:
         return torch.zeros(clips.shape[0])
     filled = torch.nonzero(still_ink > 0.1 * still_ink.max()).flatten()
     extent = float(filled[-1] - filled[0] + 1)
-    ink = _ink(clips, still)  # [N, T, W]
-    mass = ink.sum(-1)  # [N, T]
-    centre = (ink * columns).sum(-1) / mass.clamp_min(1e-8)
+    centre, mass = _ink_centre(_ink(clips, still))  # [N, T] each
     seen = mass > 0.1 * float(still_ink.sum())  # frames that still show most of an object
     late = seen[:, 1:].clone()
     late[:, :(centre.shape[1] - 1) // 2] = False  # the second half of the clip
