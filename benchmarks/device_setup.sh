@@ -1,6 +1,6 @@
 # Sourced by the device-tool benchmark scripts: installs the carried wheels into /tmp/site, puts the
-# repo's packages on PYTHONPATH and builds gsplat's CUDA extension once into .torchext/ (git-ignored,
-# kept by a warm machine between calls; a tarball of it in .torchext-carry/ is unpacked first).
+# repo's packages on PYTHONPATH and builds gsplat's CUDA extension into .torchext/ (git-ignored, so a
+# warm machine may keep it between calls; the build, about 33 MB, is too large to hand back and carry).
 set -o pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 ANIMUS3D_CACHE=/tmp/animus3d-cache
 export TORCH_EXTENSIONS_DIR="$PWD/.torchext"
@@ -11,10 +11,4 @@ ln -sfn "$PWD/worker" /tmp/pkgs/animus3d_worker
 ln -sfn "$PWD/lab/animus3d_lab" /tmp/pkgs/animus3d_lab
 export PYTHONPATH="/tmp/pkgs:/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-if [ -f .torchext-carry/torchext.tar ] && [ -z "$(ls -A "$TORCH_EXTENSIONS_DIR")" ]; then
-  tar xf .torchext-carry/torchext.tar -C "$TORCH_EXTENSIONS_DIR" && echo "gsplat extension unpacked from the carried build"
-fi
 t0=$(date +%s); python3 -c "from gsplat.cuda._backend import _C" && echo "gsplat ready in $(( $(date +%s) - t0 )) s"
-if [ -n "$OUT" ] && [ ! -f .torchext-carry/torchext.tar ]; then
-  tar cf "$OUT/torchext.tar" -C "$TORCH_EXTENSIONS_DIR" . && ls -la "$OUT/torchext.tar"
-fi

@@ -19,7 +19,7 @@ SAMPLE = REPO_ROOT / "assets" / "sample_character.ply"
 
 # The demo runs the default `standard` preset: the prior draws the character moving as prompted, the
 # motion field is fitted to that clip and refined. On a CPU fewer fit steps, orbit views and refinement
-# steps keep it to about a minute and a half (docs/benchmarks.md).
+# steps keep it to about two minutes (docs/benchmarks.md).
 CPU_DEMO = dict(resolution=64, orbit_views=2, guide_steps=80, refine_steps=10, preview_every=0)
 GPU_DEMO = dict(resolution=64)  # the embedded prior's training size (the worker would say so and use it)
 
